@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -83,6 +84,21 @@ class Fill(Base):
     #: Fee charged for this execution in USDT; negative is a rebate.
     commission: Mapped[Decimal]
     created_at: Mapped[datetime | None] = mapped_column(server_default=NOW)
+    exec_id: Mapped[str] = mapped_column(
+        String(64),
+        unique=True,
+        comment="Bybit execId; legacy rows: 'legacy:' || md5 of their content",
+    )
+    exec_type: Mapped[str] = mapped_column(
+        String(20),
+        server_default=text("'Trade'"),
+        comment="Bybit execType (Trade, AdlTrade, BustTrade, ...)",
+    )
+    source: Mapped[str | None] = mapped_column(
+        String(20),
+        comment="Writer of the row (listener, adapter, reconcile, import, tracker); "
+        "NULL for legacy rows",
+    )
 
 
 Index("idx_fills_bot_symbol", Fill.bot_id, Fill.symbol, Fill.exec_time.desc())
@@ -94,6 +110,12 @@ class Order(Base):
     __table_args__ = (
         CheckConstraint("quantity > 0", name="positive_qty"),
         CheckConstraint("side IN ('Buy', 'Sell')", name="valid_order_side"),
+        CheckConstraint(
+            "status IN ('Created', 'Active', 'New', 'PartiallyFilled', 'Untriggered', "
+            "'Triggered', 'Rejected', 'PartiallyFilledCanceled', 'Filled', 'Cancelled', "
+            "'Deactivated')",
+            name="valid_order_status",
+        ),
         Index("idx_orders_bot_id", "bot_id"),
         Index("idx_orders_client_id", "client_order_id"),
         Index("idx_orders_status", "status"),
@@ -110,9 +132,12 @@ class Order(Base):
     quantity: Mapped[Decimal]
     #: Limit or slippage-protection price; 0 for conditional TP/SL orders.
     price: Mapped[Decimal | None]
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(30))
     created_at: Mapped[datetime | None] = mapped_column(server_default=NOW)
     updated_at: Mapped[datetime | None] = mapped_column(server_default=NOW)
+    exchange_updated_at: Mapped[datetime | None] = mapped_column(
+        comment="Bybit updatedTime of the state stored; NULL for legacy rows"
+    )
 
 
 class Position(Base):
@@ -133,6 +158,10 @@ class Position(Base):
     side: Mapped[str | None] = mapped_column(String(10))
     avg_entry_price: Mapped[Decimal | None]
     updated_at: Mapped[datetime | None] = mapped_column(server_default=NOW)
+    #: Incremented on every change; orders cache updates (older never overwrites newer).
+    version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    #: Exec time of the newest fill applied; an older fill triggers a rebuild.
+    last_exec_time: Mapped[datetime | None]
 
 
 class PositionEntry(Base):
@@ -144,6 +173,7 @@ class PositionEntry(Base):
             "remaining_qty >= 0 AND remaining_qty <= original_qty", name="chk_quantities"
         ),
         CheckConstraint("status IN ('open', 'partially_closed', 'closed')", name="chk_status"),
+        CheckConstraint("side IN ('Buy', 'Sell')", name="valid_entry_side"),
         ForeignKeyConstraint(["bot_id"], ["trading.bots.bot_id"], name="fk_position_entries_bot"),
         ForeignKeyConstraint(
             ["entry_fill_id"], ["trading.fills.id"], name="fk_position_entries_fill"
@@ -174,6 +204,9 @@ class PositionEntry(Base):
     #: Maintained by trigger ``trigger_update_position_entries_timestamp``.
     updated_at: Mapped[datetime | None] = mapped_column(
         server_default=NOW, server_onupdate=FetchedValue()
+    )
+    side: Mapped[str] = mapped_column(
+        String(10), server_default=text("'Buy'"), comment="Buy = long lot, Sell = short lot"
     )
 
 
@@ -293,3 +326,55 @@ class SyncStatus(Base):
 
 
 Index("idx_sync_status_bot", SyncStatus.bot_id, SyncStatus.sync_started_at.desc())
+
+
+class FundingSettlement(Base):
+    """A funding payment (Bybit execType ``Funding``): money, but never a trade or a lot."""
+
+    __tablename__ = "funding_settlements"
+    __table_args__ = (
+        CheckConstraint("side IN ('Buy', 'Sell')", name="valid_funding_side"),
+        Index("idx_funding_settlements_bot_symbol", "bot_id", "symbol", "exec_time"),
+        {"schema": SCHEMA, "comment": "Funding settlements (Bybit execType Funding): never trades"},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    exec_id: Mapped[str] = mapped_column(String(64), unique=True)
+    bot_id: Mapped[str] = mapped_column(String(50))
+    symbol: Mapped[str] = mapped_column(String(20))
+    side: Mapped[str] = mapped_column(String(10))
+    position_qty: Mapped[Decimal]
+    mark_price: Mapped[Decimal]
+    fee: Mapped[Decimal] = mapped_column(
+        comment="Funding paid (positive) or received (negative), USDT"
+    )
+    exec_time: Mapped[datetime]
+    source: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime | None] = mapped_column(server_default=NOW)
+
+
+class ExchangePosition(Base):
+    """A position as Bybit reports it (the position stream), per owner, symbol, positionIdx."""
+
+    __tablename__ = "exchange_positions"
+    __table_args__ = (
+        UniqueConstraint("bot_id", "symbol", "position_idx"),
+        CheckConstraint("side IN ('Buy', 'Sell', '')", name="valid_exchange_position_side"),
+        CheckConstraint("size >= 0", name="nonnegative_size"),
+        {
+            "schema": SCHEMA,
+            "comment": "Positions as the exchange reports them (position stream), newest wins",
+        },
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    bot_id: Mapped[str] = mapped_column(String(50))
+    symbol: Mapped[str] = mapped_column(String(20))
+    position_idx: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    side: Mapped[str] = mapped_column(String(10), comment="Buy, Sell, or '' when flat")
+    size: Mapped[Decimal]
+    entry_price: Mapped[Decimal | None]
+    mark_price: Mapped[Decimal | None]
+    unrealised_pnl: Mapped[Decimal | None]
+    exchange_updated_at: Mapped[datetime]
+    updated_at: Mapped[datetime | None] = mapped_column(server_default=NOW)

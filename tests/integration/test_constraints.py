@@ -27,6 +27,7 @@ def _fill(**overrides: Any) -> Fill:
         "exec_qty": Decimal("0.001"),
         "exec_time": datetime(2025, 11, 1, tzinfo=UTC),
         "commission": Decimal("0.055"),
+        "exec_id": f"exec-{overrides.get('order_id', 'o-1')}",
     }
     values.update(overrides)
     return Fill(**values)

@@ -18,6 +18,8 @@ TABLES = {
         "position_entries",
         "completed_trades",
         "sync_status",
+        "funding_settlements",
+        "exchange_positions",
     },
     "audit": {"system_events", "risk_events"},
 }
@@ -103,3 +105,12 @@ def test_downgrade_refuses_when_tables_hold_rows(db: Database) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT to_regclass('trading.bots')")).scalar() is None
     engine.dispose()
+
+
+def test_code_expects_the_latest_migration() -> None:
+    from alembic.script import ScriptDirectory
+
+    from alpha_models.schema_version import HEAD_REVISION
+
+    script = ScriptDirectory.from_config(tb.alembic_config("postgresql://unused/x"))
+    assert script.get_heads() == [HEAD_REVISION]  # one linear head, and the code knows it
