@@ -79,8 +79,13 @@ def _service_user() -> str | None:
     return "alphadb"
 
 
-def _as_user(cmd: list[str], user: str | None) -> list[str]:
-    return ["runuser", "-u", user, "--", *cmd] if user else cmd
+def _ids(user: str | None) -> tuple[int | None, int | None, list[int] | None]:
+    """uid, gid and supplementary groups to run a child directly as ``user`` (no wrapper
+    process, so the child's pid is the server's own); all None to keep ours."""
+    if user is None:
+        return None, None, None
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid, []
 
 
 def _chown_tree(path: Path, user: str | None) -> None:
@@ -118,11 +123,14 @@ class Server:
         self.log = self.workdir / f"{self.name}.log"
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                _as_user(self.argv, self.user),
+                self.argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 start_new_session=True,
+                user=_ids(self.user)[0],
+                group=_ids(self.user)[1],
+                extra_groups=_ids(self.user)[2],
             )
         _wait_port(self.port, self.ready_timeout, self.proc, self.name)
 
@@ -187,24 +195,24 @@ class DevStack:
             pwfile.write_text(self.admin_password + "\n", encoding="utf-8")
             _chown_tree(self.root, self.user)
             subprocess.run(
-                _as_user(
-                    [
-                        str(bindir / "initdb"),
-                        "-D",
-                        str(data),
-                        "-U",
-                        ADMIN_USER,
-                        "--pwfile",
-                        str(pwfile),
-                        "--auth-local=trust",
-                        "--auth-host=scram-sha-256",
-                        "--encoding=UTF8",
-                        "--locale=C.UTF-8",
-                    ],
-                    self.user,
-                ),
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    ADMIN_USER,
+                    "--pwfile",
+                    str(pwfile),
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ],
                 check=True,
                 stdout=subprocess.DEVNULL,
+                user=_ids(self.user)[0],
+                group=_ids(self.user)[1],
+                extra_groups=_ids(self.user)[2],
             )
             pwfile.unlink()
         port = free_port()
@@ -227,35 +235,34 @@ class DevStack:
             "shared_buffers=256MB",
         ]
         if not self.fsync:
-            conf += ["-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            # Still crash-safe against kill -9 of the server (the OS keeps written WAL);
+            # synchronous_commit stays on, or a killed server would lose acknowledged commits.
+            conf += ["-c", "full_page_writes=off"]
         _chown_tree(self.root, self.user)
         return Server("postgres", port, [str(bindir / "postgres"), *conf], self.root, self.user)
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL as the admin superuser through the local socket; returns stdout."""
         out = subprocess.run(
-            _as_user(
-                [
-                    str(pg_bin_dir() / "psql"),
-                    "-X",
-                    "-q",
-                    "-A",
-                    "-t",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-h",
-                    str(self.root / "pgrun"),
-                    "-p",
-                    str(self.postgres.port),
-                    "-U",
-                    ADMIN_USER,
-                    "-d",
-                    database,
-                    "-c",
-                    sql,
-                ],
-                self.user,
-            ),
+            [
+                str(pg_bin_dir() / "psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                str(self.root / "pgrun"),
+                "-p",
+                str(self.postgres.port),
+                "-U",
+                ADMIN_USER,
+                "-d",
+                database,
+                "-c",
+                sql,
+            ],
             check=True,
             capture_output=True,
             text=True,
@@ -281,7 +288,7 @@ class DevStack:
         ]
         if path is not None:
             cmd += ["-f", str(path)]
-        subprocess.run(_as_user(cmd, self.user), check=True, input=stdin, capture_output=True)
+        subprocess.run(cmd, check=True, input=stdin, capture_output=True)
 
     def _bootstrap_roles(self) -> None:
         exists = self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{APP_USER}'").strip()  # noqa: S608

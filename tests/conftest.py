@@ -20,7 +20,12 @@ import redis
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
+from alpha_models.bots import register_bots
+from alpha_models.cache import PositionCache
+from alpha_models.db import make_engine
 from alpha_models.devstack import DevStack
+from alpha_models.settings import Settings
+from alpha_models.writepath import WritePath
 from tests import stack as tb
 
 TEMPLATE = "alpha_template"
@@ -50,9 +55,17 @@ class Database:
 
     name: str
     stack: DevStack
+    _url: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> Database:
+        """A handle usable in a child process (no server control there)."""
+        return cls(url.rsplit("/", 1)[1], None, url)  # type: ignore[arg-type]
 
     @property
     def url(self) -> str:
+        if self._url is not None:
+            return self._url
         return self.stack.url(self.name)
 
     @property
@@ -95,3 +108,36 @@ def redis_client(devstack: DevStack) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@dataclass
+class Writer:
+    """A write path on a fresh database, with its cache and spool, for one test."""
+
+    path: WritePath
+    db: Database
+    engine: Engine
+    cache: PositionCache
+
+
+def make_writer(
+    db: Database, spool_dir: Path, redis_url: str, *, via_pgbouncer: bool = False
+) -> Writer:
+    settings = Settings(
+        ALPHA_DATABASE_URL=db.bouncer_url if via_pgbouncer else db.url,
+        ALPHA_SPOOL_DIR=str(spool_dir),
+        ALPHA_CONNECT_TIMEOUT=2,
+    )
+    engine = make_engine(settings)
+    register_bots(engine)
+    cache = PositionCache(redis.Redis.from_url(redis_url, decode_responses=True))
+    return Writer(WritePath(engine, settings=settings, cache=cache), db, engine, cache)
+
+
+@pytest.fixture
+def writer(db: Database, tmp_path: Path, redis_client: redis.Redis) -> Iterator[Writer]:
+    w = make_writer(db, tmp_path / "spool", db.stack.redis_url())
+    try:
+        yield w
+    finally:
+        w.engine.dispose()
