@@ -5,12 +5,14 @@ the production catalog; see ``alembic/versions`` for the DDL that builds or adop
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Date,
     FetchedValue,
     ForeignKey,
     ForeignKeyConstraint,
@@ -23,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from alpha_models.base import Base
@@ -216,7 +219,8 @@ class CompletedTrade(Base):
     __tablename__ = "completed_trades"
     __table_args__ = (
         CheckConstraint(
-            "source IN ('bybit_api', 'websocket', 'manual')", name="completed_trades_source_check"
+            "source IN ('bybit_api', 'websocket', 'manual', 'fills')",
+            name="completed_trades_source_check",
         ),
         CheckConstraint(
             "(entry_side = 'Buy' AND exit_side = 'Sell') "
@@ -377,4 +381,80 @@ class ExchangePosition(Base):
     mark_price: Mapped[Decimal | None]
     unrealised_pnl: Mapped[Decimal | None]
     exchange_updated_at: Mapped[datetime]
+    updated_at: Mapped[datetime | None] = mapped_column(server_default=NOW)
+
+
+class EquitySnapshot(Base):
+    """A bot's equity at the end of a day, per trading mode."""
+
+    __tablename__ = "equity_snapshots"
+    __table_args__ = (
+        UniqueConstraint("bot_id", "snapshot_date", "mode"),
+        CheckConstraint("mode IN ('demo', 'live')", name="valid_snapshot_mode"),
+        {"schema": SCHEMA, "comment": "Daily equity snapshot per bot and trading mode"},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    bot_id: Mapped[str] = mapped_column(String(50), ForeignKey("trading.bots.bot_id"))
+    snapshot_date: Mapped[date] = mapped_column(Date)
+    mode: Mapped[str] = mapped_column(String(10), server_default=text("'demo'"))
+    starting_equity: Mapped[Decimal]
+    ending_equity: Mapped[Decimal]
+    daily_pnl: Mapped[Decimal]
+    daily_pnl_pct: Mapped[Decimal] = mapped_column(
+        comment="Fraction of starting equity (0.05 = 5%)"
+    )
+    trades_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    wins_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    losses_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    open_positions: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    source: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime | None] = mapped_column(server_default=NOW)
+    updated_at: Mapped[datetime | None] = mapped_column(server_default=NOW)
+
+
+class StrategyTrade(Base):
+    """A strategy's own record of one trade, linked to the fills it produced."""
+
+    __tablename__ = "strategy_trades"
+    __table_args__ = (
+        UniqueConstraint("bot_id", "trade_key"),
+        CheckConstraint("side IN ('Buy', 'Sell')", name="valid_strategy_trade_side"),
+        CheckConstraint("quantity > 0", name="positive_strategy_trade_qty"),
+        CheckConstraint("entry_price > 0", name="positive_strategy_trade_price"),
+        Index(
+            "idx_strategy_trades_open",
+            "bot_id",
+            "symbol",
+            postgresql_where=text("exit_time IS NULL"),
+        ),
+        Index("idx_strategy_trades_exit_time", "bot_id", "exit_time"),
+        {"schema": SCHEMA, "comment": "Strategies' own trade records, linked to their fills"},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    bot_id: Mapped[str] = mapped_column(String(50), ForeignKey("trading.bots.bot_id"))
+    trade_key: Mapped[str] = mapped_column(String(100), comment="The strategy's own id")
+    mode: Mapped[str | None] = mapped_column(String(10), comment="demo or live, when known")
+    symbol: Mapped[str] = mapped_column(String(20))
+    side: Mapped[str] = mapped_column(String(10))
+    rule_id: Mapped[str | None] = mapped_column(String(50), comment="Entry rule or signal id")
+    entry_time: Mapped[datetime]
+    entry_price: Mapped[Decimal]
+    quantity: Mapped[Decimal]
+    notional_usd: Mapped[Decimal | None]
+    stop_loss: Mapped[Decimal | None]
+    take_profit: Mapped[Decimal | None]
+    signal_strength: Mapped[Decimal | None]
+    entry_exec_id: Mapped[str | None] = mapped_column(String(64))
+    exit_time: Mapped[datetime | None]
+    exit_price: Mapped[Decimal | None]
+    exit_reason: Mapped[str | None] = mapped_column(String(50))
+    pnl_usd: Mapped[Decimal | None] = mapped_column(comment="The strategy's own figure")
+    pnl_pct: Mapped[Decimal | None] = mapped_column(comment="Fraction (0.05 = 5%)")
+    holding_seconds: Mapped[int | None] = mapped_column(Integer)
+    exit_exec_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any] | list[Any] | None] = mapped_column(JSONB)
+    source: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime | None] = mapped_column(server_default=NOW)
     updated_at: Mapped[datetime | None] = mapped_column(server_default=NOW)

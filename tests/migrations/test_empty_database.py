@@ -20,6 +20,8 @@ TABLES = {
         "sync_status",
         "funding_settlements",
         "exchange_positions",
+        "equity_snapshots",
+        "strategy_trades",
     },
     "audit": {"system_events", "risk_events"},
 }
