@@ -16,7 +16,9 @@ from functools import cached_property
 from typing import Any, TextIO, TypeVar
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
+from alpha_models.db import translate_error
 from alpha_models.errors import AlphaModelsError
 from alpha_models.settings import Settings
 
@@ -168,6 +170,10 @@ def run_command(args: argparse.Namespace) -> int:
     except AlphaModelsError as exc:
         _fail(exc, args, ctx)
         return exc.exit_code
+    except DBAPIError as exc:
+        translated = translate_error(exc, ctx.settings if ctx else None)
+        _fail(translated, args, ctx)
+        return translated.exit_code if isinstance(translated, AlphaModelsError) else 1
     except KeyboardInterrupt:
         print("alpha-db: interrupted", file=sys.stderr)
         return 130
