@@ -26,10 +26,12 @@ from datetime import UTC
 from enum import StrEnum
 from typing import Any
 
+import psycopg2
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from alpha_models.bulk import BulkResult, ingest_bulk
 from alpha_models.cache import PositionCache, PositionSnapshot, load_snapshots_from_db
 from alpha_models.db import translate_error
 from alpha_models.errors import (
@@ -73,16 +75,17 @@ class WriteResult:
         return self.outcome in (Outcome.NEW, Outcome.REBUILT, Outcome.REATTRIBUTED)
 
 
-RECORD_FILL = text(
-    "SELECT * FROM trading.record_fill(:exec_id, :bot_id, :symbol, :order_id, "
-    ":client_order_id, :side, :exec_price, :exec_qty, :exec_time, :close_reason, "
-    ":commission, :exec_type, :source)"
+# Driver-level statements (pyformat) for the hot path.
+RECORD_FILL_SQL = (
+    "SELECT * FROM trading.record_fill(%(exec_id)s, %(bot_id)s, %(symbol)s, %(order_id)s, "
+    "%(client_order_id)s, %(side)s, %(exec_price)s, %(exec_qty)s, %(exec_time)s, "
+    "%(close_reason)s, %(commission)s, %(exec_type)s, %(source)s)"
 )
 
-RECORD_FUNDING = text(
+RECORD_FUNDING_SQL = (
     "INSERT INTO trading.funding_settlements (exec_id, bot_id, symbol, side, position_qty, "
-    "mark_price, fee, exec_time, source) VALUES (:exec_id, :bot_id, :symbol, :side, "
-    ":exec_qty, :exec_price, :commission, :exec_time, :source) "
+    "mark_price, fee, exec_time, source) VALUES (%(exec_id)s, %(bot_id)s, %(symbol)s, "
+    "%(side)s, %(exec_qty)s, %(exec_price)s, %(commission)s, %(exec_time)s, %(source)s) "
     "ON CONFLICT (exec_id) DO NOTHING RETURNING id"
 )
 
@@ -218,6 +221,7 @@ class WritePath:
         self._min_retry = retry_after_s
         self._max_retry = max_retry_after_s
         self._cache_stale = False
+        self._conn: Any = None
 
     # -- bots and schema -----------------------------------------------------------------
     def known_bots(self, *, refresh: bool = False) -> frozenset[str]:
@@ -288,42 +292,132 @@ class WritePath:
         return result
 
     def _write_fill(self, fill: FillInput) -> WriteResult:
+        """One transaction on the write path's own driver connection (three round trips:
+        BEGIN, the function call, COMMIT), retried once on a fresh connection if the held
+        one died with the server: safe, since a commit that did land makes the retry a
+        duplicate, never a second row."""
         for attempt in (1, 2):
+            conn: Any = None
             try:
-                with self.engine.begin() as conn:
-                    self._check_schema(conn)
-                    return self._write_fill_in(conn, fill)
-            except DBAPIError as exc:
-                # A pooled connection that died with the server: retry once on a fresh one.
-                # Safe: a commit that did land makes the retry a duplicate, not a second row.
-                if attempt == 1 and exc.connection_invalidated:
-                    continue
+                conn = self._raw_connection()
+                result = self._write_fill_raw(conn, fill)
+                conn.commit()
+                return result
+            except DBAPIError:
+                self._drop_connection(rollback=False)
                 raise
+            except psycopg2.Error as exc:
+                if conn is None:  # could not even connect
+                    raise DBAPIError.instance(
+                        "connect", None, exc, psycopg2.Error, hide_parameters=True
+                    ) from None
+                broken = bool(getattr(conn, "closed", 0)) or isinstance(
+                    exc, psycopg2.OperationalError | psycopg2.InterfaceError
+                )
+                self._drop_connection(rollback=not broken)
+                if attempt == 1 and broken:
+                    continue
+                raise DBAPIError.instance(
+                    "trading.record_fill", None, exc, psycopg2.Error, hide_parameters=True
+                ) from None
         raise AssertionError("unreachable")
 
-    def _write_fill_in(self, conn: Connection, fill: FillInput) -> WriteResult:
-        if fill.is_funding:
-            row_id = conn.execute(RECORD_FUNDING, fill_params(fill)).scalar()
-            return WriteResult(Outcome.NEW if row_id else Outcome.DUPLICATE, row_id)
-        row = conn.execute(RECORD_FILL, fill_params(fill)).one()
-        outcome = Outcome(row.outcome)
+    def _raw_connection(self) -> Any:
+        if self._conn is None:
+            conn: Any = self.engine.raw_connection()
+            try:
+                cur = conn.cursor()
+                self._check_schema_raw(cur)
+                cur.close()
+                conn.rollback()
+            except BaseException:
+                conn.invalidate()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _drop_connection(self, *, rollback: bool) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if rollback:
+                conn.rollback()
+                conn.close()
+            else:
+                conn.invalidate()
+        except Exception:  # the connection is gone anyway
+            log.debug("discarding a broken connection", exc_info=True)
+
+    def close(self) -> None:
+        """Release the write path's connection (the spool stays on disk)."""
+        with self._lock:
+            self._drop_connection(rollback=True)
+
+    def _check_schema_raw(self, cur: Any) -> None:
+        if self._schema_checked:
+            return
+        cur.execute(
+            "SELECT version_num FROM public.alembic_version "
+            "WHERE to_regclass('public.alembic_version') IS NOT NULL"
+        )
+        row = cur.fetchone()
+        current = row[0] if row else None
+        if current != HEAD_REVISION:
+            raise SchemaBehindError(
+                f"database is at migration {current or 'none'}, this code needs "
+                f"{HEAD_REVISION}: run `alpha-db migrate`"
+            )
+        self._schema_checked = True
+
+    def _write_fill_raw(self, conn: Any, fill: FillInput) -> WriteResult:
+        params = fill_params(fill)
+        with conn.cursor() as cur:
+            if fill.is_funding:
+                cur.execute(RECORD_FUNDING_SQL, params)
+                got = cur.fetchone()
+                row_id = got[0] if got else None
+                return WriteResult(Outcome.NEW if row_id else Outcome.DUPLICATE, row_id)
+            cur.execute(RECORD_FILL_SQL, params)
+            fill_id, outcome, side, size, avg, version, updated = cur.fetchone()
         position = None
-        if row.pos_version is not None:
+        if version is not None:
             position = PositionSnapshot(
                 bot_id=fill.bot_id,
                 symbol=fill.symbol,
-                side=row.pos_side or "",
-                size=row.pos_size,
-                avg_entry_price=row.pos_avg,
+                side=side or "",
+                size=size,
+                avg_entry_price=avg,
                 unrealized_pnl=None,
-                version=int(row.pos_version),
-                updated_at=row.pos_updated.astimezone(UTC),
+                version=int(version),
+                updated_at=updated.astimezone(UTC),
             )
-        return WriteResult(outcome, int(row.fill_id), position)
+        return WriteResult(Outcome(outcome), int(fill_id), position)
 
     def record_fills(self, fills: Iterable[FillInput]) -> list[WriteResult]:
-        """Record many fills in order; each is its own transaction (see ``bulk`` for speed)."""
+        """Record many fills in order; each is its own transaction (see ``ingest_bulk``)."""
         return [self.record_fill(f) for f in fills]
+
+    def ingest_bulk(self, fills: Iterable[FillInput]) -> BulkResult:
+        """Store a large batch at COPY speed in one transaction (imports, backfills).
+
+        Unlike :meth:`record_fill` it does not spool: an unreachable database raises
+        :class:`~alpha_models.errors.DatabaseUnavailableError` and the batch can be rerun
+        (it is idempotent). The Redis cache is rebuilt for the touched bots afterwards.
+        """
+        batch = list(fills)
+        for bot_id in {f.bot_id for f in batch}:
+            self.validate_bot(bot_id)
+        try:
+            with self.engine.connect() as conn:
+                self._check_schema(conn)
+                conn.rollback()
+            result = ingest_bulk(self.engine, batch)
+        except DBAPIError as exc:
+            raise translate_error(exc, self.settings) from None
+        if self.cache is not None and result.pairs_rebuilt:
+            self.rebuild_cache({f.bot_id for f in batch})
+        return result
 
     # -- orders and exchange positions -------------------------------------------------
     def record_order(self, order: OrderUpdate) -> WriteResult:
