@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from alembic.config import Config
@@ -36,7 +37,11 @@ def config(url: str, *x_args: str) -> Config:
 
 
 def head_revision() -> str:
-    heads = ScriptDirectory.from_config(Config(str(alembic_ini()))).get_heads()
+    ini = alembic_ini()
+    scripts = str(ini.parent / "alembic")
+    if scripts not in sys.path:  # revisions import their helpers, as env.py arranges
+        sys.path.insert(0, scripts)
+    heads = ScriptDirectory.from_config(Config(str(ini))).get_heads()
     return heads[0]
 
 
