@@ -15,7 +15,7 @@ import io
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -41,58 +41,20 @@ class BulkResult:
     pairs_rebuilt: int
 
 
-def _copy_text(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    text = str(value)
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+def _esc(text: str) -> str:
+    """COPY text escaping for validated strings (printable: only a backslash can occur)."""
+    return text.replace("\\", "\\\\") if "\\" in text else text
 
 
-def _stage_rows(fills: Iterable[FillInput]) -> Iterator[str]:
-    for f in fills:
+def _stage_rows(fills: Iterable[tuple[int, FillInput]]) -> Iterator[str]:
+    for fill_id, f in fills:
+        reason = "\\N" if f.close_reason is None else _esc(f.close_reason)
         yield (
-            "\t".join(
-                _copy_text(v)
-                for v in (
-                    f.exec_id,
-                    f.bot_id,
-                    f.symbol,
-                    f.order_id,
-                    f.client_order_id,
-                    f.side.value,
-                    f.exec_price,
-                    f.exec_qty,
-                    f.exec_time.isoformat(),
-                    f.close_reason,
-                    f.commission,
-                    f.exec_type.value,
-                    f.source,
-                )
-            )
-            + "\n"
+            f"{fill_id}\t{_esc(f.exec_id)}\t{f.bot_id}\t{f.symbol}\t{_esc(f.order_id)}\t"
+            f"{_esc(f.client_order_id)}\t{f.side.value}\t{f.exec_price}\t{f.exec_qty}\t"
+            f"{f.exec_time.isoformat()}\t{reason}\t{f.commission}\t{f.exec_type.value}\t"
+            f"{f.source}\n"
         )
-
-
-class _LineReader(io.RawIOBase):
-    """A file-like view of an iterator of text lines, for ``copy_expert``."""
-
-    def __init__(self, lines: Iterator[str]) -> None:
-        self._lines = lines
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        while len(self._buffer) < len(target):
-            try:
-                self._buffer += next(self._lines).encode("utf-8")
-            except StopIteration:
-                break
-        n = min(len(target), len(self._buffer))
-        target[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
 
 
 @dataclass(slots=True)
@@ -149,41 +111,68 @@ def _lot_status(lot: _Lot) -> str:
 def ingest_bulk(engine: Engine, fills: Iterable[FillInput]) -> BulkResult:
     """Store ``fills`` (validated) in one transaction; see the module docstring."""
     batch = list(fills)
-    trades = [f for f in batch if f.is_trade]
+    trades = list({f.exec_id: f for f in reversed([f for f in batch if f.is_trade])}.values())
+    trades.reverse()  # first occurrence of each exec_id, in input order
     funding = [f for f in batch if f.is_funding]
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
+        # Ids come from the fills sequence up front, so new lots need no read-back.
+        cur.execute(
+            "SELECT nextval('trading.fills_id_seq') FROM generate_series(1, %s)", (len(trades),)
+        )
+        ids = [row[0] for row in cur.fetchall()]
         cur.execute(
             f"CREATE TEMP TABLE alpha_stage ON COMMIT DROP AS "
-            f"SELECT {_STAGE_COLUMNS} FROM trading.fills WITH NO DATA"
+            f"SELECT id, {_STAGE_COLUMNS} FROM trading.fills WITH NO DATA"
         )
         cur.copy_expert(
-            f"COPY alpha_stage ({_STAGE_COLUMNS}) FROM STDIN",
-            _LineReader(_stage_rows(trades)),
+            f"COPY alpha_stage (id, {_STAGE_COLUMNS}) FROM STDIN",
+            io.StringIO("".join(_stage_rows(zip(ids, trades, strict=True)))),
         )
+        # Pairs that hold fills already need a rebuild from the database; new pairs are
+        # computed from the batch alone.
         cur.execute(
-            "CREATE TEMP TABLE alpha_new ON COMMIT DROP AS WITH ins AS ("
-            f"INSERT INTO trading.fills ({_STAGE_COLUMNS}) SELECT DISTINCT ON (exec_id) "
-            f"{_STAGE_COLUMNS} FROM alpha_stage ORDER BY exec_id "
-            "ON CONFLICT (exec_id) DO NOTHING RETURNING bot_id, symbol) "
-            "SELECT bot_id, symbol, count(*) AS n FROM ins GROUP BY bot_id, symbol"
+            "SELECT DISTINCT s.bot_id, s.symbol FROM alpha_stage s JOIN trading.positions p "
+            "ON p.bot_id = s.bot_id AND p.symbol = s.symbol"
         )
+        existing_pairs = {(b, sym) for b, sym in cur.fetchall()}
+        cur.execute(
+            f"INSERT INTO trading.fills (id, {_STAGE_COLUMNS}) SELECT id, {_STAGE_COLUMNS} "
+            "FROM alpha_stage ON CONFLICT (exec_id) DO NOTHING RETURNING id"
+        )
+        inserted = {row[0] for row in cur.fetchall()}
         # An 'unknown' copy of an execution the batch attributes to a bot: re-attribute it.
         cur.execute(
-            "WITH moved AS (UPDATE trading.fills f SET bot_id = s.bot_id, "
+            "UPDATE trading.fills f SET bot_id = s.bot_id, "
             "close_reason = coalesce(nullif(s.close_reason, ''), f.close_reason) "
             "FROM alpha_stage s WHERE f.exec_id = s.exec_id AND f.bot_id = %s "
-            "AND s.bot_id <> %s RETURNING f.bot_id, f.symbol) "
-            "INSERT INTO alpha_new SELECT bot_id, symbol, 0 FROM moved",
+            "AND s.bot_id <> %s RETURNING f.bot_id, f.symbol",
             (UNKNOWN_BOT, UNKNOWN_BOT),
         )
-        cur.execute("SELECT bot_id, symbol, sum(n) FROM alpha_new GROUP BY bot_id, symbol")
-        touched = [(b, s, int(n)) for b, s, n in cur.fetchall()]
-        new = sum(n for _, _, n in touched)
-        pairs = [(b, s) for b, s, _ in touched if b != UNKNOWN_BOT]
-        for bot_id, symbol in pairs:
-            _rebuild_pair(cur, bot_id, symbol)
+        moved = {(b, sym) for b, sym in cur.fetchall()}
+        by_pair: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+        for fill_id, f in zip(ids, trades, strict=True):
+            if fill_id in inserted and f.bot_id != UNKNOWN_BOT:
+                by_pair.setdefault((f.bot_id, f.symbol), []).append(
+                    (
+                        fill_id,
+                        f.exec_id,
+                        f.order_id,
+                        f.side.value,
+                        f.exec_price,
+                        f.exec_qty,
+                        f.exec_time,
+                        f.commission,
+                    )
+                )
+        pairs = sorted(set(by_pair) | moved)
+        for pair in pairs:
+            if pair in existing_pairs or pair in moved:
+                _rebuild_pair(cur, *pair)
+            else:
+                rows = sorted(by_pair[pair], key=lambda r: (r[6], r[0]))
+                _write_pair(cur, pair[0], pair[1], rows)
         funding_new = 0
         for f in funding:
             cur.execute(
@@ -209,49 +198,37 @@ def ingest_bulk(engine: Engine, fills: Iterable[FillInput]) -> BulkResult:
         raise
     finally:
         raw.close()
-    return BulkResult(len(batch), new, len(trades) - new, funding_new, len(pairs))
+    new = len(inserted)
+    return BulkResult(len(batch), new, len(batch) - len(funding) - new, funding_new, len(pairs))
 
 
 def _rebuild_pair(cur: Any, bot_id: str, symbol: str) -> None:
-    cur.execute("SELECT * FROM trading.lock_position(%s, %s)", (bot_id, symbol))
     cur.execute(
         "SELECT id, exec_id, order_id, side, exec_price, exec_qty, exec_time, commission "
         "FROM trading.fills WHERE bot_id = %s AND symbol = %s ORDER BY exec_time, id",
         (bot_id, symbol),
     )
-    rows = cur.fetchall()
+    _write_pair(cur, bot_id, symbol, cur.fetchall())
+
+
+def _write_pair(cur: Any, bot_id: str, symbol: str, rows: list[tuple[Any, ...]]) -> None:
+    """Replace the pair's lots and position by those ``rows`` (all its fills, in order) give."""
+    cur.execute("SELECT * FROM trading.lock_position(%s, %s)", (bot_id, symbol))
     lots = build_lots(rows)
     cur.execute(
         "DELETE FROM trading.position_entries WHERE bot_id = %s AND symbol = %s", (bot_id, symbol)
     )
-    buffer = io.StringIO()
-    for lot in lots:
-        buffer.write(
-            "\t".join(
-                _copy_text(v)
-                for v in (
-                    bot_id,
-                    symbol,
-                    lot.exec_id,
-                    lot.side,
-                    lot.price,
-                    lot.original,
-                    lot.remaining,
-                    lot.time.astimezone(UTC).isoformat(),
-                    lot.fill_id,
-                    lot.order_id,
-                    lot.fee,
-                    _lot_status(lot),
-                )
-            )
-            + "\n"
-        )
-    buffer.seek(0)
+    text_rows = [
+        f"{bot_id}\t{symbol}\t{_esc(lot.exec_id)}\t{lot.side}\t{lot.price}\t{lot.original}\t"
+        f"{lot.remaining}\t{lot.time.isoformat()}\t{lot.fill_id}\t{_esc(lot.order_id)}\t"
+        f"{lot.fee}\t{_lot_status(lot)}\n"
+        for lot in lots
+    ]
     cur.copy_expert(
         "COPY trading.position_entries (bot_id, symbol, entry_id, side, entry_price, "
         "original_qty, remaining_qty, entry_time, entry_fill_id, entry_order_id, "
         "entry_commission, status) FROM STDIN",
-        buffer,
+        io.StringIO("".join(text_rows)),
     )
     side, size, avg = _position(lots)
     last = rows[-1][6] if rows else None
