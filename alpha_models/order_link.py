@@ -186,7 +186,7 @@ def canonical_reason(reason: str) -> str:
 
 # ------------------------------------------------------------------------------- make
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a signal handler may call in
 _seq = secrets.randbelow(_SEQ_SPACE)
 
 
