@@ -293,7 +293,9 @@ class DevStack:
     def _bootstrap_roles(self) -> None:
         exists = self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{APP_USER}'").strip()  # noqa: S608
         verb = "ALTER" if exists else "CREATE"
-        self.psql(f"{verb} ROLE {APP_USER} LOGIN CREATEDB PASSWORD '{self.app_password}'")
+        self.psql(
+            f"{verb} ROLE {APP_USER} LOGIN CREATEDB CREATEROLE PASSWORD '{self.app_password}'"
+        )
         self.psql(f"ALTER ROLE {ADMIN_USER} PASSWORD '{self.admin_password}'")
 
     # -- PgBouncer -------------------------------------------------------------------

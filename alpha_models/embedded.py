@@ -319,7 +319,7 @@ class EmbeddedStack:
             self._psql(
                 pg_bin,
                 state,
-                f"CREATE ROLE {APP_USER} LOGIN CREATEDB PASSWORD '{state.password}'",
+                f"CREATE ROLE {APP_USER} LOGIN CREATEDB CREATEROLE PASSWORD '{state.password}'",
                 env,
             )
         exists_db = f"SELECT 1 FROM pg_database WHERE datname='{DB_NAME}'"  # noqa: S608

@@ -458,3 +458,26 @@ class StrategyTrade(Base):
     source: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime | None] = mapped_column(server_default=NOW)
     updated_at: Mapped[datetime | None] = mapped_column(server_default=NOW)
+
+
+class DbRole(Base):
+    """A platform group role and the bot it may write for (row-level security, 0016)."""
+
+    __tablename__ = "db_roles"
+    __table_args__ = (
+        CheckConstraint("kind IN ('bot', 'listener', 'analytics')", name="valid_role_kind"),
+        CheckConstraint("(kind = 'bot') = (bot_id IS NOT NULL)", name="bot_role_names_its_bot"),
+        {
+            "schema": SCHEMA,
+            "comment": (
+                "Group roles of the platform and the bot each may write for (row-level "
+                "security); login roles are members of them"
+            ),
+        },
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role_name: Mapped[str] = mapped_column(String(63), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    bot_id: Mapped[str | None] = mapped_column(String(50))
+    created_at: Mapped[datetime | None] = mapped_column(server_default=NOW)

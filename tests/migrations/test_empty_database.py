@@ -22,6 +22,7 @@ TABLES = {
         "exchange_positions",
         "equity_snapshots",
         "strategy_trades",
+        "db_roles",
     },
     "audit": {"system_events", "risk_events"},
 }
