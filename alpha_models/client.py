@@ -88,6 +88,7 @@ _Q8: Final = Decimal("1E-8")
 _Q6: Final = Decimal("1E-6")
 _HUNDRED: Final = Decimal(100)
 _ZERO: Final = Decimal(0)
+_PCT_LIMIT: Final = Decimal(10000)  # completed_trades.pnl_pct is numeric(10,6)
 # Products and quotients of numeric(20,8) values: 50 digits is exact for products and leaves
 # ample guard digits for the quotients before they are quantized.
 _CTX: Final = Context(prec=50, rounding=ROUND_HALF_UP)
@@ -899,6 +900,8 @@ class AlphaDBClient:
             if cost > 0
             else _ZERO
         )
+        if abs(pnl_pct) >= _PCT_LIMIT:
+            raise ValidationError("exit_price", exit_price, "pnl_pct does not fit numeric(10,6)")
         params = {
             "trade_id": f"{self.bot_id}:{sym}:{int(e_time.timestamp())}:{int(x_time.timestamp())}",
             "bot_id": self.bot_id,
@@ -1296,6 +1299,12 @@ class AlphaDBClient:
 
     def set_redis_key(self, key: str, value: Any, ex: int | None = None) -> None:
         """Pass-through ``SET key value [EX ex]``; errors logged."""
+        for name, item in (("key", key), ("value", value)):
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValidationError(name, item, "not encodable as UTF-8") from None
         try:
             self.redis.set(key, value, ex=ex)
         except redis.RedisError as exc:

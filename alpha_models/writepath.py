@@ -39,6 +39,7 @@ from alpha_models.errors import (
     CacheUnavailableError,
     DatabaseUnavailableError,
     SchemaBehindError,
+    ValidationError,
 )
 from alpha_models.inputs import (
     ORDER_STATUSES,
@@ -52,6 +53,8 @@ from alpha_models.settings import Settings
 from alpha_models.spool import Spool, SpoolEntry
 
 log = logging.getLogger(__name__)
+
+NUMERIC_OUT_OF_RANGE = "22003"  # SQLSTATE numeric_value_out_of_range
 
 
 class Outcome(StrEnum):
@@ -307,6 +310,13 @@ class WritePath:
                 self._drop_connection(rollback=False)
                 raise
             except psycopg2.Error as exc:
+                if getattr(exc, "pgcode", None) == NUMERIC_OUT_OF_RANGE:
+                    # The fill fits numeric(20,8) (validated) but the position it builds
+                    # does not: refuse the fill, as any other out-of-range value.
+                    self._drop_connection(rollback=True)
+                    raise ValidationError(
+                        "exec_qty", fill.exec_qty, "the position would exceed numeric(20,8)"
+                    ) from None
                 if conn is None:  # could not even connect
                     raise DBAPIError.instance(
                         "connect", None, exc, psycopg2.Error, hide_parameters=True

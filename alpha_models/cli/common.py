@@ -8,6 +8,7 @@ import logging
 import re
 import sys
 import traceback
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -37,7 +38,9 @@ def safe_text(value: object) -> str:
     characters are shown as ``\\xNN`` (log and terminal injection neutralised)."""
     text = str(value)
     text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", " ")
-    return _CONTROL.sub(lambda m: "".join(f"\\x{ord(c):02x}" for c in m.group(0)), text)
+    text = _CONTROL.sub(lambda m: "".join(f"\\x{ord(c):02x}" for c in m.group(0)), text)
+    # Format characters (bidi overrides such as U+202E) reorder what a terminal shows.
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) == "Cf" else c for c in text)
 
 
 def to_jsonable(value: Any) -> Any:
