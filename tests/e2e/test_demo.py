@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +21,8 @@ from tests.stack import ROOT
 def test_readme_demo_command_in_a_fresh_venv(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     assert "bash scripts/demo.sh" in readme  # the command documented is the one tested
-    state = tmp_path / "demo"
+    state = Path(tempfile.mkdtemp(prefix="alpha-demo-"))
+    state.chmod(0o755)  # reachable by the user PostgreSQL runs as when the tests are root
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "REDIS_", "ALPHA_"))
     }
@@ -61,3 +64,4 @@ def test_readme_demo_command_in_a_fresh_venv(tmp_path: Path) -> None:
         assert "demo finished in" in done.stdout  # its duration is printed, not asserted
     finally:
         EmbeddedStack(state / "stack").down()
+        shutil.rmtree(state, ignore_errors=True)
