@@ -191,10 +191,14 @@ def test_rebuild_stores_the_attributed_trips_and_leaves_the_sync_rows_alone(
     assert (second.inserted, second.updated, second.deleted) == (0, 0, 0)
 
 
+@pytest.mark.parametrize(
+    "dump",
+    [p for p in tb.DUMPS if p.name == "trading_db-20251106.sql.gz"],  # the examples' dump
+    indirect=True,
+    ids=lambda p: Path(str(p)).name,
+)
 def test_the_documented_examples(dump: tuple[str, Engine]) -> None:
-    name, engine = dump
-    if name != "trading_db-20251106.sql.gz":
-        pytest.skip("the examples are from the 11-06 dump")
+    _name, engine = dump
     with engine.connect() as conn:
         view = {
             (r.bot_id, r.symbol, r.entry_time, r.exit_time): r.net_pnl
