@@ -78,6 +78,11 @@ class WriteResult:
         return self.outcome in (Outcome.NEW, Outcome.REBUILT, Outcome.REATTRIBUTED)
 
 
+CURRENT_REVISION_SQL = (
+    "SELECT version_num FROM public.alembic_version "
+    "WHERE to_regclass('public.alembic_version') IS NOT NULL"
+)
+
 # Driver-level statements (pyformat) for the hot path.
 RECORD_FILL_SQL = (
     "SELECT * FROM trading.record_fill(%(exec_id)s, %(bot_id)s, %(symbol)s, %(order_id)s, "
@@ -237,14 +242,11 @@ class WritePath:
         return self._known_bots
 
     def _check_schema(self, conn: Connection) -> None:
-        if self._schema_checked:
-            return
-        current = conn.execute(
-            text(
-                "SELECT version_num FROM public.alembic_version "
-                "WHERE to_regclass('public.alembic_version') IS NOT NULL"
-            )
-        ).scalar()
+        if not self._schema_checked:
+            self._require_head(conn.execute(text(CURRENT_REVISION_SQL)).scalar())
+
+    def _require_head(self, current: str | None) -> None:
+        """Refuse a database that is not at the migration this code is written for."""
         if current != HEAD_REVISION:
             raise SchemaBehindError(
                 f"database is at migration {current or 'none'}, this code needs "
@@ -365,20 +367,10 @@ class WritePath:
             self._drop_connection(rollback=True)
 
     def _check_schema_raw(self, cur: Any) -> None:
-        if self._schema_checked:
-            return
-        cur.execute(
-            "SELECT version_num FROM public.alembic_version "
-            "WHERE to_regclass('public.alembic_version') IS NOT NULL"
-        )
-        row = cur.fetchone()
-        current = row[0] if row else None
-        if current != HEAD_REVISION:
-            raise SchemaBehindError(
-                f"database is at migration {current or 'none'}, this code needs "
-                f"{HEAD_REVISION}: run `alpha-db migrate`"
-            )
-        self._schema_checked = True
+        if not self._schema_checked:
+            cur.execute(CURRENT_REVISION_SQL)
+            row = cur.fetchone()
+            self._require_head(row[0] if row else None)
 
     def _write_fill_raw(self, conn: Any, fill: FillInput) -> WriteResult:
         params = fill_params(fill)
