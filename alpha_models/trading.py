@@ -297,6 +297,12 @@ Index("idx_completed_trades_bot", CompletedTrade.bot_id, CompletedTrade.exit_tim
 Index("idx_completed_trades_pnl", CompletedTrade.bot_id, CompletedTrade.net_pnl.desc())
 Index("idx_completed_trades_symbol", CompletedTrade.symbol, CompletedTrade.exit_time.desc())
 Index("idx_completed_trades_sync", CompletedTrade.synced_at.desc())
+Index(
+    "idx_completed_trades_exit_time",
+    CompletedTrade.exit_time,
+    CompletedTrade.id,
+    postgresql_include=["bot_id", "net_pnl", "source"],
+)
 
 
 class SyncStatus(Base):
