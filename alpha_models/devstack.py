@@ -98,6 +98,24 @@ def _chown_tree(path: Path, user: str | None) -> None:
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
 
 
+def initdb_argv(bindir: Path, data: Path, superuser: str, pwfile: Path) -> list[str]:
+    """initdb for a local cluster: trust on the socket, SCRAM over TCP, UTF-8 (shared by the
+    test bed and the embedded stack)."""
+    return [
+        str(bindir / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        superuser,
+        "--pwfile",
+        str(pwfile),
+        "--auth-local=trust",
+        "--auth-host=scram-sha-256",
+        "--encoding=UTF8",
+        "--locale=C.UTF-8",
+    ]
+
+
 def _check_identifier(name: str) -> str:
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
         raise ValueError(f"not a plain identifier: {name!r}")
@@ -194,25 +212,14 @@ class DevStack:
             pwfile = self.root / "pwfile"
             pwfile.write_text(self.admin_password + "\n", encoding="utf-8")
             _chown_tree(self.root, self.user)
+            uid, gid, groups = _ids(self.user)
             subprocess.run(
-                [
-                    str(bindir / "initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    ADMIN_USER,
-                    "--pwfile",
-                    str(pwfile),
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                    "--encoding=UTF8",
-                    "--locale=C.UTF-8",
-                ],
+                initdb_argv(bindir, data, ADMIN_USER, pwfile),
                 check=True,
                 stdout=subprocess.DEVNULL,
-                user=_ids(self.user)[0],
-                group=_ids(self.user)[1],
-                extra_groups=_ids(self.user)[2],
+                user=uid,
+                group=gid,
+                extra_groups=groups,
             )
             pwfile.unlink()
         port = free_port()

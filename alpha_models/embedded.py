@@ -27,7 +27,14 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from alpha_models.devstack import _chown_tree, _ids, _service_user, free_port, pg_bin_dir
+from alpha_models.devstack import (
+    _chown_tree,
+    _ids,
+    _service_user,
+    free_port,
+    initdb_argv,
+    pg_bin_dir,
+)
 from alpha_models.errors import ConfigurationError
 
 DB_NAME = "trading_db"
@@ -215,19 +222,7 @@ class EmbeddedStack:
             pwfile.write_text(state.password + "\n")
             _chown_tree(self.root, user)
             subprocess.run(
-                [
-                    str(pg_bin / "initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    SUPERUSER,
-                    "--pwfile",
-                    str(pwfile),
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                    "--encoding=UTF8",
-                    "--locale=C.UTF-8",
-                ],
+                initdb_argv(pg_bin, data, SUPERUSER, pwfile),
                 check=True,
                 capture_output=True,
                 env=env,
