@@ -1,4 +1,5 @@
-"""Models of schema ``audit``: system and risk events (designed by the platform)."""
+"""Models of schema ``audit``: system and risk events (designed by the platform), and the
+quarantine of rows reconciliation moved out of the book of record (migration 0018)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     Numeric,
@@ -88,3 +90,105 @@ class RiskEvent(Base):
 
 
 Index("idx_risk_events_event_time", RiskEvent.event_time.desc())
+
+
+# ------------------------------------------------------------------------------ quarantine
+# Rows ``alpha-db reconcile --apply`` voided: an execution the exchange's complete record does
+# not have. Every column of the original row is kept, under its own name and type (``id`` is
+# the original row's id), followed by when, why, by whom and in which sync run it was moved,
+# so that ``alpha-db reconcile-restore EXEC_ID`` can put it back. Written only by the owner
+# (no row security, no write grant: a service role may read it, never change it).
+
+QUARANTINED_BY = text("CURRENT_USER")
+
+
+class QuarantinedFill(Base):
+    """A ``trading.fills`` row voided by reconciliation, exactly as it was."""
+
+    __tablename__ = "quarantined_fills"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["sync_id"], ["trading.sync_status.id"], name="quarantined_fills_sync_id_fkey"
+        ),
+        Index("idx_quarantined_fills_exec_id", "exec_id"),
+        {
+            "schema": SCHEMA,
+            "comment": "Fills voided by reconciliation (on no page of a complete exchange "
+            "record), every column kept; alpha-db reconcile-restore puts one back",
+        },
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False, comment="trading.fills.id of the row"
+    )
+    bot_id: Mapped[str] = mapped_column(String(50))
+    symbol: Mapped[str] = mapped_column(String(20))
+    order_id: Mapped[str] = mapped_column(String(100))
+    client_order_id: Mapped[str] = mapped_column(String(100))
+    side: Mapped[str] = mapped_column(String(10))
+    exec_price: Mapped[Decimal]
+    exec_qty: Mapped[Decimal]
+    exec_time: Mapped[datetime]
+    close_reason: Mapped[str | None] = mapped_column(String(50))
+    commission: Mapped[Decimal]
+    created_at: Mapped[datetime | None]
+    exec_id: Mapped[str] = mapped_column(String(64))
+    exec_type: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str | None] = mapped_column(String(20))
+    quarantined_at: Mapped[datetime] = mapped_column(server_default=NOW)
+    quarantined_by: Mapped[str] = mapped_column(
+        String(63), server_default=QUARANTINED_BY, comment="Database role that moved it"
+    )
+    reason: Mapped[str] = mapped_column(Text)
+    sync_id: Mapped[int | None] = mapped_column(
+        Integer, comment="trading.sync_status.id of the reconcile run"
+    )
+    #: The discrepancy as reconciliation saw it (window, record, row image).
+    details: Mapped[dict[str, Any] | list[Any] | None] = mapped_column(JSONB)
+
+
+class QuarantinedFundingSettlement(Base):
+    """A ``trading.funding_settlements`` row voided by reconciliation, exactly as it was."""
+
+    __tablename__ = "quarantined_funding_settlements"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["sync_id"],
+            ["trading.sync_status.id"],
+            name="quarantined_funding_settlements_sync_id_fkey",
+        ),
+        Index("idx_quarantined_funding_settlements_exec_id", "exec_id"),
+        {
+            "schema": SCHEMA,
+            "comment": "Funding settlements voided by reconciliation, every column kept; "
+            "alpha-db reconcile-restore puts one back",
+        },
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger,
+        primary_key=True,
+        autoincrement=False,
+        comment="trading.funding_settlements.id of the row",
+    )
+    exec_id: Mapped[str] = mapped_column(String(64))
+    bot_id: Mapped[str] = mapped_column(String(50))
+    symbol: Mapped[str] = mapped_column(String(20))
+    side: Mapped[str] = mapped_column(String(10))
+    position_qty: Mapped[Decimal]
+    mark_price: Mapped[Decimal]
+    fee: Mapped[Decimal] = mapped_column(
+        comment="Funding paid (positive) or received (negative), USDT"
+    )
+    exec_time: Mapped[datetime]
+    source: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime | None]
+    quarantined_at: Mapped[datetime] = mapped_column(server_default=NOW)
+    quarantined_by: Mapped[str] = mapped_column(
+        String(63), server_default=QUARANTINED_BY, comment="Database role that moved it"
+    )
+    reason: Mapped[str] = mapped_column(Text)
+    sync_id: Mapped[int | None] = mapped_column(
+        Integer, comment="trading.sync_status.id of the reconcile run"
+    )
+    details: Mapped[dict[str, Any] | list[Any] | None] = mapped_column(JSONB)

@@ -1,11 +1,12 @@
 """Reconciliation: the exchange's record of a bot's executions against ``trading.fills``.
 
 :func:`reconcile` takes saved Bybit v5 pages (:mod:`alpha_models.bybit_pages`) for one bot
-and a half-open window ``[window_start, window_end)`` and reports what differs. Nothing is
-ever deleted or changed in place: with ``apply=True`` the *missing* executions are recorded
-through the write path (so lots and positions follow, source ``reconcile``) and ``unknown``
-copies are re-attributed (the write path does that when the same ``exec_id`` arrives with the
-real bot); every other discrepancy stays reported until a person resolves it.
+and a half-open window ``[window_start, window_end)`` and reports what differs. The exchange
+is the book of record for what was executed: with ``apply=True`` the database is made to
+agree with it, so that a second run over the same pages reports clean. Nothing is ever
+lost: a changed row keeps its before-image in the audit trail, a voided row is *moved* to a
+quarantine table from which :func:`restore_quarantined` (``alpha-db reconcile-restore``)
+puts it back.
 
 Scope
 -----
@@ -17,51 +18,85 @@ Scope
 * **Database side.** The bot's fills with ``exec_time`` in the window, plus any row (any bot,
   any time) holding one of the window's exchange ``exec_id`` values.
 
-Buckets (:class:`Kind`)
------------------------
-* ``missing``: on the exchange, no row has its ``exec_id``. Fixed by ``apply``.
-* ``misattributed``: the row exists under another bot. Fixed by ``apply`` when that bot is
-  ``unknown`` (the listener's copy of an execution with no link id); a row under another
+Buckets (:class:`Kind`) and what ``apply`` does
+-----------------------------------------------
+* ``missing``: on the exchange, no row has its ``exec_id``. ``apply`` records it through the
+  write path (source ``reconcile``; lots and position follow).
+* ``misattributed``: the row exists under another bot. ``apply`` re-attributes it when that
+  bot is ``unknown`` (the listener's copy of an execution with no link id; the write path
+  does it when the same ``exec_id`` arrives with the real bot); a row under another
   *registered* bot, or a row of this bot whose execution the pages give to another bot (by
   its link id), is reported only.
 * ``mismatched``: same ``exec_id``, different symbol, order id, side, price, quantity, fee,
-  time or execType. Reported only (which side is wrong is for a person to decide).
-* ``unexpected``: a row of the bot in the window whose ``exec_id`` is on no page. Reported only.
+  time or execType. ``apply`` **corrects** the stored row to the exchange's values (only the
+  differing columns) and rebuilds the (bot, symbol) pair's lots and position in the same
+  transaction (both pairs when the symbol changed).
+* ``unexpected``: a row of the bot in the window whose ``exec_id`` is on no page. ``apply``
+  **voids** it, only when the pages can prove the execution did not happen: the record looks
+  complete (a page with an empty ``nextPageCursor``) and the row's time lies within the time
+  span the pages' executions cover (pages fetched for a narrower window than the one given
+  cannot speak for the rest). Otherwise the row stays reported (:attr:`Discrepancy.blocked`
+  says why) with a warning. Voiding moves the row, in one transaction, from ``trading.fills``
+  to ``audit.quarantined_fills`` (every column, plus when, why, by which role and sync run):
+  the pair's lots (which reference fills by ``entry_fill_id``, the only foreign key to
+  ``trading.fills``) are deleted first, then the fill, then the pair is rebuilt.
 * **Rows without an exchange id** (``exec_id`` ``legacy:...``: adopted history and bots'
-  self-reports; or source ``tracker``) cannot be matched by id. Each is matched by content to
+  self-reports; or source ``tracker``) cannot be matched by id and are never corrected or
+  voided. Each is matched by content to
   an execution of the same ``order_id``, side and symbol within ``time_tolerance``: one
   execution of the same quantity, else all such executions of the order when their
   quantities add up to it (a bot reports an order, the exchange splits it). A match *accounts*
   for those executions (reported in ``content_matches`` with any price/fee/time differences;
   inserting them as well would count them twice). A self-report matching an execution that
   is already stored under the bot by its exchange id is a ``duplicate`` (counted twice in the
-  bot's position). A self-report matching nothing is ``unverifiable``: shown, but not a
-  discrepancy for the exit status unless ``strict`` (synthetic order ids and bot-clock times
-  can never match, and no correction exists for them).
+  bot's position; reported only). A self-report matching nothing is ``unverifiable``: shown,
+  but not a discrepancy for the exit status unless ``strict`` (synthetic order ids and
+  bot-clock times can never match, and no correction exists for them).
 * **Funding** settlements are compared with ``trading.funding_settlements`` by ``exec_id``
   (whatever bot they are stored under: funding belongs to the account): ``missing`` (apply
-  records it), ``mismatched``, and ``unexpected`` (the bot's settlements in the window that
-  are on no page), each flagged ``funding``.
+  records it), ``mismatched`` (apply corrects it) and ``unexpected`` (the bot's settlements in
+  the window that are on no page; apply voids them into
+  ``audit.quarantined_funding_settlements`` under the same conditions as fills), each flagged
+  ``funding``. Funding never touches lots.
 * **Closed P&L** pages are compared per symbol with ``trading.completed_trades`` of the bot
   (``exit_time`` in the window; records by ``updatedTime``), optionally only rows of
   ``trade_sources``: count, closed quantity and net P&L side by side. Report only; a symbol
   whose closed quantity differs is a discrepancy. P&L differences are shown, not judged:
   Bybit's ``closedPnl`` includes funding.
 
+Correcting and voiding rewrite or delete rows of ``trading.fills``, which no service role may
+do (docs/security.md): they need the owner. Under the listener's role they fail, are
+reported as not applied and say so; inserting and re-attributing work under either.
+
 Bookkeeping
 -----------
 Every run is a row of ``trading.sync_status`` (unique per bot, sync_type and window: a re-run
 of the same window updates that row): ``running`` at the start, then ``completed``,
-``partial`` (a correction could not be applied, or no page was the last of its fetch) or
-``failed`` (invalid pages, database error; the error is re-raised). ``trades_synced`` is the
-number of corrections applied. Each correction attempt is an ``audit.system_events`` row
-(``RECONCILE_CORRECTION``, ``WARNING``; ``ERROR`` when it failed) with ``before`` / ``after``
-in ``details``; each run ends with one ``RECONCILE_RUN`` event (``INFO``; ``WARNING`` when
-partial, ``ERROR`` when failed) holding the counts. After ``apply`` the comparison is run
-again, so the report shows what *remains*.
+``partial`` (a correction could not be applied, a row was not voided, or no page was the last
+of its fetch) or ``failed`` (invalid pages, database error; the error is re-raised).
+``trades_synced`` is the number of corrections applied. Each correction attempt is an
+``audit.system_events`` row (``RECONCILE_CORRECTION``, ``WARNING``; ``ERROR`` when it failed)
+with ``before`` / ``after`` in ``details``; for a correction or a void, in the same
+transaction as the change, and ``before`` / ``after`` are then the whole stored row (every
+column) before and after. Each run ends with one ``RECONCILE_RUN`` event (``INFO``;
+``WARNING`` when partial, ``ERROR`` when failed) holding the counts. After ``apply`` the
+comparison is run again, so the report shows what *remains*.
+
+After a change the Redis position cache follows: each rebuilt pair is written to it with the
+position's new version (an older update never overwrites a newer one); when Redis cannot be
+reached the cache is marked stale and the report says to run ``alpha-db cache-rebuild``.
+Round trips in ``trading.completed_trades`` are derived from the fills and are not rebuilt
+here: :attr:`ReconcileReport.pnl_rebuild_needed` (and the run's summary) say when fills
+changed, so that ``alpha-db pnl-rebuild --bot BOT`` should follow.
+
+:func:`restore_quarantined` puts a voided row back through the write path's own function
+(``trading.record_fill``, or the same idempotent insert for funding), rebuilds the pair,
+removes the quarantine row and records a ``RECONCILE_RESTORE`` event, all in one
+transaction; a later run over the same pages reports the row unexpected again.
 
 Argument errors (bad window, unregistered bot) raise before a run is recorded. Concurrent
-runs are safe: the write path is idempotent on ``exec_id``.
+runs are safe: the write path is idempotent on ``exec_id``, and a correction locks the
+pair's position and the row, and is skipped when the row changed since it was compared.
 """
 
 from __future__ import annotations
@@ -80,8 +115,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from alpha_models.bybit_pages import ExchangeRecord, PageSource, parse_pages
+from alpha_models.cache import PositionCache, PositionSnapshot
 from alpha_models.db import translate_error
-from alpha_models.errors import AlphaModelsError, SchemaBehindError, ValidationError
+from alpha_models.errors import (
+    AlphaModelsError,
+    CacheUnavailableError,
+    SchemaBehindError,
+    ValidationError,
+)
 from alpha_models.inputs import (
     UNKNOWN_BOT,
     FillInput,
@@ -97,7 +138,9 @@ __all__ = [
     "COMPONENT",
     "DEFAULT_TIME_TOLERANCE",
     "EVENT_CORRECTION",
+    "EVENT_RESTORE",
     "EVENT_RUN",
+    "QUARANTINE_TABLES",
     "SOURCE",
     "SYNC_TYPES",
     "ClosedPnlComparison",
@@ -110,7 +153,10 @@ __all__ = [
     "FieldDifference",
     "Kind",
     "ReconcileReport",
+    "RestoreResult",
+    "pnl_rebuild_hint",
     "reconcile",
+    "restore_quarantined",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,10 +166,17 @@ SOURCE: Final = "reconcile"
 COMPONENT: Final = "reconcile"
 EVENT_CORRECTION: Final = "RECONCILE_CORRECTION"
 EVENT_RUN: Final = "RECONCILE_RUN"
+EVENT_RESTORE: Final = "RECONCILE_RESTORE"
+QUARANTINE_TABLES: Final = {
+    False: "audit.quarantined_fills",
+    True: "audit.quarantined_funding_settlements",
+}
+"""Where a voided row goes, by ``funding``."""
 SYNC_TYPES: Final = ("backfill", "hourly", "manual")
 DEFAULT_TIME_TOLERANCE: Final = timedelta(seconds=5)
 _TRACKER_SOURCE: Final = "tracker"
 _ERROR_TEXT_MAX: Final = 1000
+_INSUFFICIENT_PRIVILEGE: Final = "42501"
 _Q8: Final = Decimal("1E-8")
 
 
@@ -194,6 +247,9 @@ class Discrepancy:
     exchange: Execution | None
     stored: Execution | None
     differences: tuple[FieldDifference, ...] = ()
+    blocked: str | None = None
+    """Why ``apply`` leaves this one alone although its kind is corrected (an ``unexpected``
+    row the pages cannot prove wrong); None otherwise."""
 
     @property
     def subject(self) -> Execution:
@@ -207,15 +263,23 @@ class Discrepancy:
 
     @property
     def fixable(self) -> bool:
-        """True if ``apply`` corrects it (insert a missing one, re-attribute an ``unknown``)."""
+        """True if ``apply`` corrects it: insert a missing one, re-attribute an ``unknown``
+        copy, correct a mismatched row, void an unexpected one (unless :attr:`blocked`)."""
+        if self.blocked is not None:
+            return False
         if self.kind is Kind.MISSING:
             return True
-        return (
-            self.kind is Kind.MISATTRIBUTED
-            and not self.funding
-            and self.stored is not None
-            and self.stored.bot_id == UNKNOWN_BOT
-        )
+        if self.kind is Kind.MISATTRIBUTED:
+            return (
+                not self.funding and self.stored is not None and self.stored.bot_id == UNKNOWN_BOT
+            )
+        if self.kind in (Kind.MISMATCHED, Kind.UNEXPECTED):
+            return (
+                self.stored is not None
+                and self.stored.row_id is not None
+                and self.stored.has_exchange_id
+            )
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,16 +337,20 @@ class Comparison:
 
 @dataclass(frozen=True, slots=True)
 class Correction:
-    action: str  # "inserted" or "reattributed"
+    """One correction attempt. ``action``: ``inserted`` / ``reattributed`` (through the write
+    path), ``corrected`` (a mismatched row set to the exchange's values) or ``voided`` (an
+    unexpected row moved to its quarantine table, where ``row_id`` is its id)."""
+
+    action: str
     funding: bool
     exec_id: str
     symbol: str
     order_id: str
-    outcome: str  # the write path's outcome, or "error"
+    outcome: str  # the write path's outcome, "corrected", "voided", "changed" or "error"
     applied: bool
     row_id: int | None
     before: Execution | None
-    after: Execution
+    after: Execution | None
     error: str | None = None
 
 
@@ -341,6 +409,13 @@ class ReconcileReport:
         """0 when clean, 1 while discrepancies remain (for schedulers)."""
         return 0 if self.clean else 1
 
+    @property
+    def pnl_rebuild_needed(self) -> bool:
+        """True when this run changed ``trading.fills``: the round trips derived from them
+        (``completed_trades``, source ``fills``) are out of date until
+        ``alpha-db pnl-rebuild --bot BOT`` (``pnl_store.rebuild_completed_trades``) runs."""
+        return any(c.applied and not c.funding for c in self.corrections)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (Decimals as strings, times as ISO-8601)."""
         out = {
@@ -370,6 +445,7 @@ class ReconcileReport:
             ],
             "corrections": list(self.corrections),
             "applied": self.applied,
+            "pnl_rebuild_needed": self.pnl_rebuild_needed,
             "warnings": list(self.warnings),
         }
         result: dict[str, Any] = _jsonable(out)
@@ -384,6 +460,7 @@ def _discrepancy_dict(d: Discrepancy) -> dict[str, Any]:
         "symbol": d.subject.symbol,
         "order_id": d.subject.order_id,
         "fixable": d.fixable,
+        "blocked": d.blocked,
         "exchange": d.exchange,
         "stored": d.stored,
         "differences": list(d.differences),
@@ -879,7 +956,385 @@ def _summary_text(counts: Mapping[str, int]) -> str:
     return ", ".join(parts) or "no discrepancy"
 
 
+# ------------------------------------------------------------------ what may be voided
+
+_BLOCK_INCOMPLETE: Final = "the record may be incomplete"
+_BLOCK_SPAN: Final = "outside the time span of the pages"
+_BLOCK_EXPLAINED: Final = {
+    _BLOCK_INCOMPLETE: "no page has an empty nextPageCursor, so the exchange record may be cut "
+    "short and the execution on a page not given",
+    _BLOCK_SPAN: "earlier than the first or later than the last execution on the pages, "
+    "which may have been fetched for a narrower window than the one given",
+}
+
+
+def _guard_voids(comparison: Comparison, record: ExchangeRecord) -> Comparison:
+    """Mark the ``unexpected`` rows that the pages cannot prove wrong (module docstring)."""
+    times = [f.exec_time for f in (*record.executions, *record.funding)]
+    first, last = (min(times), max(times)) if times else (None, None)
+
+    def blocked(row: Execution) -> str | None:
+        if not record.looks_complete:
+            return _BLOCK_INCOMPLETE
+        if first is None or last is None or not first <= row.exec_time <= last:
+            return _BLOCK_SPAN
+        return None
+
+    out = [
+        replace(d, blocked=blocked(d.stored))
+        if d.kind is Kind.UNEXPECTED and d.stored is not None
+        else d
+        for d in comparison.discrepancies
+    ]
+    return replace(comparison, discrepancies=tuple(out))
+
+
+def _not_voided_warnings(comparison: Comparison) -> list[str]:
+    by_reason: dict[str, int] = {}
+    for d in comparison.discrepancies:
+        if d.kind is Kind.UNEXPECTED and d.blocked is not None:
+            by_reason[d.blocked] = by_reason.get(d.blocked, 0) + 1
+    return [
+        f"{n} unexpected row(s) not voided ({why}): {_BLOCK_EXPLAINED.get(why, why)}"
+        for why, n in by_reason.items()
+    ]
+
+
 # ------------------------------------------------------------------------------ applying
+
+# Columns of the tables a correction writes, by the Execution field they hold (constants:
+# the only names that ever reach the SQL text).
+_TRADE_COLUMNS: Final = {
+    "symbol": "symbol",
+    "order_id": "order_id",
+    "side": "side",
+    "price": "exec_price",
+    "qty": "exec_qty",
+    "fee": "commission",
+    "exec_time": "exec_time",
+    "exec_type": "exec_type",
+}
+_FUNDING_COLUMNS_BY_FIELD: Final = {
+    "symbol": "symbol",
+    "side": "side",
+    "price": "mark_price",
+    "qty": "position_qty",
+    "fee": "fee",
+    "exec_time": "exec_time",
+}
+_FILL_TABLE_COLUMNS: Final = (
+    "id, bot_id, symbol, order_id, client_order_id, side, exec_price, exec_qty, exec_time, "
+    "close_reason, commission, created_at, exec_id, exec_type, source"
+)
+"""Every column of ``trading.fills`` (a test keeps the quarantine table holding all)."""
+_FUNDING_TABLE_COLUMNS: Final = (
+    "id, exec_id, bot_id, symbol, side, position_qty, mark_price, fee, exec_time, source, "
+    "created_at"
+)
+_LOCK_POSITION = text("SELECT 1 FROM trading.lock_position(:bot, :symbol)")
+_REBUILD_POSITION = text("SELECT * FROM trading.rebuild_position(:bot, :symbol)")
+_PAIRS_OF_LOTS = text(
+    "SELECT DISTINCT bot_id, symbol FROM trading.position_entries WHERE entry_fill_id = :id"
+)
+_DELETE_LOTS = text("DELETE FROM trading.position_entries WHERE bot_id = :bot AND symbol = :symbol")
+
+
+class _RowChanged(Exception):
+    """The stored row is no longer what the comparison saw (another writer changed it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    outcome: str
+    row_id: int
+    before: dict[str, Any]
+    after: dict[str, Any] | None
+    rebuilt: tuple[str, ...]
+    snapshots: tuple[PositionSnapshot, ...]
+
+
+def _snapshot(row: Any) -> PositionSnapshot | None:
+    """The cache entry of a ``trading.positions`` row (None if it cannot be one)."""
+    if row is None or row.version is None:
+        return None
+    try:
+        return PositionSnapshot(
+            bot_id=row.bot_id,
+            symbol=row.symbol,
+            side=row.side or "",
+            size=row.size,
+            avg_entry_price=row.avg_entry_price,
+            unrealized_pnl=None,
+            version=int(row.version),
+            updated_at=row.updated_at.astimezone(UTC),
+        )
+    except ValidationError as exc:
+        log.warning("position %s %s not cached: %s", row.bot_id, row.symbol, exc.reason)
+        return None
+
+
+def _rebuild_pairs(conn: Connection, pairs: Iterable[tuple[str, str]]) -> list[PositionSnapshot]:
+    out = []
+    for bot, symbol in pairs:
+        snap = _snapshot(conn.execute(_REBUILD_POSITION, {"bot": bot, "symbol": symbol}).first())
+        if snap is not None:
+            out.append(snap)
+    return out
+
+
+def _locked_row(conn: Connection, d: Discrepancy) -> dict[str, Any] | None:
+    """The stored row (every column), locked; None if it is gone; :class:`_RowChanged` if
+    it is no longer what was compared."""
+    stored = d.stored
+    assert stored is not None and stored.row_id is not None
+    table, columns = (
+        ("trading.funding_settlements", _FUNDING_COLUMNS)
+        if d.funding
+        else ("trading.fills", _FILL_COLUMNS)
+    )
+    params = {"id": stored.row_id}
+    seen = conn.execute(
+        text(f"SELECT {columns} FROM {table} WHERE id = :id FOR UPDATE"),  # noqa: S608
+        params,
+    ).first()
+    if seen is None:
+        return None
+    if _row_execution(seen) != stored:
+        raise _RowChanged
+    image = conn.execute(text(f"SELECT * FROM {table} WHERE id = :id"), params).mappings().one()  # noqa: S608
+    return dict(image)
+
+
+def _lock_pairs(conn: Connection, pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    ordered = tuple(sorted(set(pairs)))
+    for bot, symbol in ordered:  # in one order, as every writer locks positions first
+        conn.execute(_LOCK_POSITION, {"bot": bot, "symbol": symbol})
+    return ordered
+
+
+def _correct(conn: Connection, d: Discrepancy) -> _Done | None:
+    """Set the differing columns of the stored row to the exchange's values; rebuild."""
+    stored, exchange = d.stored, d.exchange
+    assert stored is not None and exchange is not None and stored.row_id is not None
+    pairs: tuple[tuple[str, str], ...] = ()
+    if not d.funding:
+        pairs = _lock_pairs(
+            conn, [(stored.bot_id, stored.symbol), (stored.bot_id, exchange.symbol)]
+        )
+    before = _locked_row(conn, d)
+    if before is None:
+        return None  # gone meanwhile: the next run reports it missing
+    table = "trading.funding_settlements" if d.funding else "trading.fills"
+    names = _FUNDING_COLUMNS_BY_FIELD if d.funding else _TRADE_COLUMNS
+    values = {names[f.field]: f.exchange for f in d.differences}
+    assignments = ", ".join(f"{column} = :{column}" for column in values)
+    after = (
+        conn.execute(
+            text(f"UPDATE {table} SET {assignments} WHERE id = :id RETURNING *"),  # noqa: S608
+            {**values, "id": stored.row_id},
+        )
+        .mappings()
+        .one()
+    )
+    snapshots = _rebuild_pairs(conn, pairs)
+    return _Done(
+        "corrected",
+        stored.row_id,
+        before,
+        dict(after),
+        tuple(s for _, s in pairs),
+        tuple(snapshots),
+    )
+
+
+def _void(
+    conn: Connection, d: Discrepancy, reason: str, sync_id: int, context: Mapping[str, Any]
+) -> _Done | None:
+    """Move the stored row to its quarantine table; delete and rebuild the pair's lots."""
+    stored = d.stored
+    assert stored is not None and stored.row_id is not None
+    pairs: tuple[tuple[str, str], ...] = ()
+    if not d.funding:
+        # Lots reference fills (entry_fill_id, the only foreign key to trading.fills): the
+        # lots of every pair with a lot of this fill go first, then the fill.
+        referencing = [tuple(r) for r in conn.execute(_PAIRS_OF_LOTS, {"id": stored.row_id})]
+        pairs = _lock_pairs(conn, [(stored.bot_id, stored.symbol), *referencing])
+    before = _locked_row(conn, d)
+    if before is None:
+        return None  # voided meanwhile by another run
+    for bot, symbol in pairs:
+        conn.execute(_DELETE_LOTS, {"bot": bot, "symbol": symbol})
+    source, quarantine, columns = (
+        ("trading.funding_settlements", QUARANTINE_TABLES[True], _FUNDING_TABLE_COLUMNS)
+        if d.funding
+        else ("trading.fills", QUARANTINE_TABLES[False], _FILL_TABLE_COLUMNS)
+    )
+    moved = conn.execute(
+        text(
+            f"WITH gone AS (DELETE FROM {source} WHERE id = :id RETURNING *) "  # noqa: S608
+            f"INSERT INTO {quarantine} ({columns}, reason, sync_id, details) "
+            f"SELECT {columns}, :reason, :sync_id, CAST(:details AS jsonb) FROM gone "
+            "RETURNING id"
+        ),
+        {
+            "id": stored.row_id,
+            "reason": reason,
+            "sync_id": sync_id,
+            "details": json.dumps(_jsonable(context), ensure_ascii=False),
+        },
+    ).scalar_one()
+    snapshots = _rebuild_pairs(conn, pairs)
+    return _Done("voided", int(moved), before, None, tuple(s for _, s in pairs), tuple(snapshots))
+
+
+def _failure_text(exc: BaseException, settings: Any) -> str:
+    if isinstance(exc, DBAPIError):
+        if getattr(exc.orig, "pgcode", None) == _INSUFFICIENT_PRIVILEGE:
+            return (
+                "this database role may not rewrite or delete fills (docs/security.md): "
+                "correcting and voiding need the owner"
+            )
+        exc = translate_error(exc, settings)
+    text_: str = settings.scrub(str(exc) or type(exc).__name__)
+    return text_[:_ERROR_TEXT_MAX]
+
+
+def _fix_stored(
+    engine: Engine,
+    d: Discrepancy,
+    scope: _Scope,
+    sync_id: int,
+    settings: Any,
+    record_context: Mapping[str, Any],
+) -> tuple[Correction | None, tuple[PositionSnapshot, ...]]:
+    """Correct a mismatched row or void an unexpected one, with its audit event, in one
+    transaction. None when there is nothing left to do (the row is gone)."""
+    stored = d.stored
+    assert stored is not None
+    action = "corrected" if d.kind is Kind.MISMATCHED else "voided"
+    what = "funding settlement" if d.funding else "fill"
+    subject = d.exchange if d.exchange is not None else stored
+    pending = Correction(
+        action=action,
+        funding=d.funding,
+        exec_id=stored.exec_id,
+        symbol=subject.symbol,
+        order_id=subject.order_id,
+        outcome="pending",
+        applied=False,
+        row_id=stored.row_id,
+        before=stored,
+        after=d.exchange if action == "corrected" else None,
+    )
+    window = {"start": scope.start, "end": scope.end}
+    reason = (
+        f"unexpected: on no page of the exchange's complete record of {scope.bot_id} for "
+        f"{_window_text(scope)} (sync #{sync_id})"
+    )
+    changes = "; ".join(
+        f"{f.field} {_plain(f.stored)} -> {_plain(f.exchange)}" for f in d.differences
+    )
+    try:
+        with engine.begin() as conn:
+            if action == "corrected":
+                done = _correct(conn, d)
+            else:
+                context = {
+                    "discrepancy": str(d.kind),
+                    "bot_id": scope.bot_id,
+                    "window": window,
+                    "exchange_record": record_context,
+                }
+                done = _void(conn, d, reason, sync_id, context)
+            if done is None:
+                return None, ()
+            correction = replace(pending, outcome=done.outcome, applied=True, row_id=done.row_id)
+            if action == "corrected":
+                message = (
+                    f"reconcile corrected {what} {stored.exec_id} to the exchange's values: "
+                    f"{changes}"
+                )
+            else:
+                message = (
+                    f"reconcile voided {what} {stored.exec_id}: {stored.symbol} {stored.side} "
+                    f"{_plain(stored.qty)} @ {_plain(stored.price)} is on no page of the "
+                    f"exchange's record; moved to {QUARANTINE_TABLES[d.funding]} (restore: "
+                    f"alpha-db reconcile-restore {stored.exec_id})"
+                )
+            _event(
+                conn,
+                event_type=EVENT_CORRECTION,
+                level="WARNING",
+                bot_id=scope.bot_id,
+                message=message,
+                details={
+                    "sync_id": sync_id,
+                    "action": action,
+                    "funding": d.funding,
+                    "exec_id": stored.exec_id,
+                    "outcome": done.outcome,
+                    "applied": True,
+                    "row_id": stored.row_id,
+                    "before": done.before,
+                    "after": done.after,
+                    "differences": list(d.differences),
+                    "quarantine": None
+                    if action == "corrected"
+                    else {"table": QUARANTINE_TABLES[d.funding], "id": done.row_id},
+                    "rebuilt": list(done.rebuilt),
+                    "error": None,
+                    "window": window,
+                },
+                symbol=subject.symbol,
+                order_id=subject.order_id or None,
+            )
+        return correction, done.snapshots
+    except _RowChanged:
+        correction = replace(
+            pending,
+            outcome="changed",
+            error="the stored row changed after it was compared: run reconcile again",
+        )
+    except (DBAPIError, AlphaModelsError) as exc:
+        correction = replace(pending, outcome="error", error=_failure_text(exc, settings))
+    with engine.begin() as conn:
+        _event(
+            conn,
+            event_type=EVENT_CORRECTION,
+            level="ERROR",
+            bot_id=scope.bot_id,
+            message=(
+                f"reconcile could not {'correct' if action == 'corrected' else 'void'} {what} "
+                f"{stored.exec_id}: "
+                f"{correction.error}"
+            ),
+            details={
+                "sync_id": sync_id,
+                "action": action,
+                "funding": d.funding,
+                "exec_id": stored.exec_id,
+                "outcome": correction.outcome,
+                "applied": False,
+                "row_id": stored.row_id,
+                "before": stored,
+                "after": d.exchange if action == "corrected" else None,
+                "differences": list(d.differences),
+                "error": correction.error,
+                "window": window,
+            },
+            symbol=subject.symbol,
+            order_id=subject.order_id or None,
+            error_code="CORRECTION_FAILED",
+        )
+    return correction, ()
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 def _apply(
@@ -890,11 +1345,25 @@ def _apply(
     scope: _Scope,
     sync_id: int,
     corrections: list[Correction],
-) -> None:
-    """Record each fixable discrepancy through the write path, appending to ``corrections``
-    (so a run that fails half-way still knows what it applied)."""
-    for d in comparison.discrepancies:
-        if not d.fixable:
+    record_context: Mapping[str, Any],
+) -> list[PositionSnapshot]:
+    """Apply each fixable discrepancy, appending to ``corrections`` (so a run that fails
+    half-way still knows what it applied). Stored rows are corrected and voided first, then
+    the missing executions go through the write path (which updates the cache itself).
+    Returns the positions the corrections and voids rebuilt, for the cache."""
+    snapshots: list[PositionSnapshot] = []
+    fixable = [d for d in comparison.discrepancies if d.fixable]
+    for d in fixable:
+        if d.kind not in (Kind.MISMATCHED, Kind.UNEXPECTED):
+            continue
+        correction, snaps = _fix_stored(
+            engine, d, scope, sync_id, write_path.settings, record_context
+        )
+        if correction is not None:
+            corrections.append(correction)
+            snapshots.extend(snaps)
+    for d in fixable:
+        if d.kind in (Kind.MISMATCHED, Kind.UNEXPECTED):
             continue
         fill = exchange.fills[d.exec_id]
         action = "inserted" if d.kind is Kind.MISSING else "reattributed"
@@ -959,6 +1428,25 @@ def _apply(
                 order_id=fill.order_id or None,
                 error_code=None if correction.outcome != "error" else "CORRECTION_FAILED",
             )
+    return snapshots
+
+
+def _update_cache(
+    cache: PositionCache | None, snapshots: Sequence[PositionSnapshot], warnings: list[str]
+) -> None:
+    """Write the rebuilt pairs to Redis (versioned: a newer update is never overwritten);
+    when Redis cannot be reached, mark the cache stale and say so."""
+    if cache is None or not snapshots:
+        return
+    try:
+        for snap in snapshots:
+            cache.apply(snap)
+    except CacheUnavailableError as exc:
+        cache.mark_stale()
+        warnings.append(
+            f"Redis position cache not updated ({exc}): marked stale; run `alpha-db "
+            "cache-rebuild` once Redis answers"
+        )
 
 
 # ------------------------------------------------------------------------------- the run
@@ -1058,17 +1546,31 @@ def reconcile(
         if record.pages == 0:
             raise ValidationError("pages", None, "no page given")
         first, exchange = _compare(engine, record, scope)
+        first = _guard_voids(first, record)
         final, before = first, None
+        warnings: list[str] = []
         if apply and any(d.fixable for d in first.discrepancies):
-            _apply(engine, write_path, first, exchange, scope, sync_id, corrections)
+            snapshots = _apply(
+                engine,
+                write_path,
+                first,
+                exchange,
+                scope,
+                sync_id,
+                corrections,
+                _record_context(record),
+            )
+            _update_cache(write_path.cache, snapshots, warnings)
             final, _ = _compare(engine, record, scope)
+            final = _guard_voids(final, record)
             before = first
-        warnings = []
         if not record.looks_complete:
             warnings.append(
                 "no page has an empty nextPageCursor: the exchange record may be cut short "
                 "(unexpected fills may be on pages not given)"
             )
+        if apply:
+            warnings.extend(_not_voided_warnings(final))
         failed = [c for c in corrections if not c.applied]
         if failed:
             warnings.append(f"{len(failed)} correction(s) not applied")
@@ -1107,12 +1609,34 @@ def reconcile(
         raise error from None
 
 
+def _record_context(record: ExchangeRecord) -> dict[str, Any]:
+    """What the exchange record was, for a quarantine row's ``details``."""
+    times = [f.exec_time for f in (*record.executions, *record.funding)]
+    return {
+        "pages": record.pages,
+        "executions": len(record.executions),
+        "funding": len(record.funding),
+        "looks_complete": record.looks_complete,
+        "first_exec_time": min(times) if times else None,
+        "last_exec_time": max(times) if times else None,
+    }
+
+
+def pnl_rebuild_hint(bot_id: str) -> str:
+    return (
+        f"fills of {bot_id} changed: completed_trades (source 'fills') is out of date until "
+        f"`alpha-db pnl-rebuild --bot {bot_id}` runs"
+    )
+
+
 def _finish(engine: Engine, report: ReconcileReport, scope: _Scope) -> None:
     counts = report.result.counts()
     message = (
         f"reconcile {report.bot_id} {_window_text(scope)}: {_summary_text(counts)}; "
         f"{report.applied} correction(s) applied"
     )
+    if report.pnl_rebuild_needed:
+        message += f"; {pnl_rebuild_hint(report.bot_id)}"
     with engine.begin() as conn:
         conn.execute(
             _FINISH_RUN,
@@ -1139,6 +1663,7 @@ def _finish(engine: Engine, report: ReconcileReport, scope: _Scope) -> None:
                 "before": None if report.before is None else report.before.counts(),
                 "remaining": report.remaining_count,
                 "applied": report.applied,
+                "pnl_rebuild_needed": report.pnl_rebuild_needed,
                 "exchange": report.exchange,
                 "matched": report.result.matched,
                 "matched_by_content": len(report.result.content_matches),
@@ -1182,3 +1707,202 @@ def _record_failure(
             )
     except (DBAPIError, AlphaModelsError) as exc:
         log.error("could not record the failed reconcile run %s: %s", sync_id, scrub(str(exc)))
+
+
+# ------------------------------------------------------------------------------ restoring
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    """A quarantined row put back by :func:`restore_quarantined`."""
+
+    exec_id: str
+    funding: bool
+    bot_id: str
+    symbol: str
+    quarantined_id: int
+    """The row's id when it was voided (the quarantine row's id)."""
+    row_id: int
+    """The id of the row put back."""
+    outcome: str
+    """``trading.record_fill``'s outcome (``new``, ``rebuilt``, ``reattributed``), or
+    ``new`` for funding."""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def pnl_rebuild_needed(self) -> bool:
+        return not self.funding
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = _jsonable(self)
+        out["pnl_rebuild_needed"] = self.pnl_rebuild_needed
+        return out
+
+
+_QUARANTINED = (
+    "SELECT * FROM {table} WHERE exec_id = :exec_id "
+    "ORDER BY quarantined_at DESC, id DESC LIMIT 1 FOR UPDATE"
+)
+_RESTORE_FILL = text(
+    "SELECT * FROM trading.record_fill(:exec_id, :bot_id, :symbol, :order_id, "
+    ":client_order_id, :side, :exec_price, :exec_qty, :exec_time, :close_reason, :commission, "
+    ":exec_type, :source)"
+)
+_RESTORE_FUNDING = text(
+    "INSERT INTO trading.funding_settlements (exec_id, bot_id, symbol, side, position_qty, "
+    "mark_price, fee, exec_time, source) VALUES (:exec_id, :bot_id, :symbol, :side, "
+    ":position_qty, :mark_price, :fee, :exec_time, :source) "
+    "ON CONFLICT (exec_id) DO NOTHING RETURNING id"
+)
+_FILL_PARAMS: Final = (
+    "exec_id",
+    "bot_id",
+    "symbol",
+    "order_id",
+    "client_order_id",
+    "side",
+    "exec_price",
+    "exec_qty",
+    "exec_time",
+    "close_reason",
+    "commission",
+    "exec_type",
+    "source",
+)
+_FUNDING_PARAMS: Final = (
+    "exec_id",
+    "bot_id",
+    "symbol",
+    "side",
+    "position_qty",
+    "mark_price",
+    "fee",
+    "exec_time",
+    "source",
+)
+
+
+def restore_quarantined(
+    engine: Engine,
+    exec_id: str,
+    *,
+    cache: PositionCache | None = None,
+) -> RestoreResult:
+    """Put the most recently voided row with ``exec_id`` back, in one transaction: through
+    ``trading.record_fill`` (the write path's function: idempotent, lots applied) for a
+    fill, then the pair's lots and position are rebuilt; the same idempotent insert as the
+    write path for funding. The quarantine row is deleted and a ``RECONCILE_RESTORE`` event
+    keeps both images. ``cache``: the Redis position cache to update afterwards.
+
+    Raises :class:`ValidationError` when nothing with ``exec_id`` is quarantined, or when
+    ``exec_id`` is stored again meanwhile (nothing restored, the quarantined copy is kept),
+    and the package's database errors. Needs the owner role (the quarantine tables are
+    written by no service role).
+    """
+    if not isinstance(exec_id, str) or not exec_id or len(exec_id) > 64:
+        raise ValidationError("exec_id", exec_id, "expected an exec_id of 1 to 64 characters")
+    settings = getattr(engine, "info_settings", None)
+    try:
+        with engine.begin() as conn:
+            _check_schema(conn)
+            funding = False
+            row = (
+                conn.execute(
+                    text(_QUARANTINED.format(table=QUARANTINE_TABLES[False])),
+                    {"exec_id": exec_id},
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                funding = True
+                row = (
+                    conn.execute(
+                        text(_QUARANTINED.format(table=QUARANTINE_TABLES[True])),
+                        {"exec_id": exec_id},
+                    )
+                    .mappings()
+                    .first()
+                )
+            if row is None:
+                raise ValidationError(
+                    "exec_id", exec_id, "no quarantined fill or funding settlement has it"
+                )
+            quarantined = dict(row)
+            bot_id, symbol = quarantined["bot_id"], quarantined["symbol"]
+            snapshots: list[PositionSnapshot] = []
+            if funding:
+                new_id = conn.execute(
+                    _RESTORE_FUNDING, {k: quarantined[k] for k in _FUNDING_PARAMS}
+                ).scalar()
+                outcome = "new" if new_id is not None else "duplicate"
+                table = "trading.funding_settlements"
+            else:
+                if bot_id != UNKNOWN_BOT:
+                    conn.execute(_LOCK_POSITION, {"bot": bot_id, "symbol": symbol})
+                recorded = conn.execute(
+                    _RESTORE_FILL, {k: quarantined[k] for k in _FILL_PARAMS}
+                ).one()
+                new_id, outcome = recorded.fill_id, str(recorded.outcome)
+                table = "trading.fills"
+            if outcome == "duplicate":
+                raise ValidationError(
+                    "exec_id",
+                    exec_id,
+                    f"already in {table} again (row {new_id}): nothing restored, the "
+                    f"quarantined copy stays in {QUARANTINE_TABLES[funding]}",
+                )
+            assert new_id is not None
+            row_id = int(new_id)
+            if not funding and bot_id != UNKNOWN_BOT:
+                snapshots = _rebuild_pairs(conn, [(bot_id, symbol)])
+            after = (
+                conn.execute(
+                    text(f"SELECT * FROM {table} WHERE id = :id"),  # noqa: S608
+                    {"id": row_id},
+                )
+                .mappings()
+                .one()
+            )
+            conn.execute(
+                text(f"DELETE FROM {QUARANTINE_TABLES[funding]} WHERE id = :id"),  # noqa: S608
+                {"id": quarantined["id"]},
+            )
+            what = "funding settlement" if funding else "fill"
+            _event(
+                conn,
+                event_type=EVENT_RESTORE,
+                level="WARNING",
+                bot_id=bot_id,
+                message=(
+                    f"reconcile restored {what} {exec_id} from {QUARANTINE_TABLES[funding]} "
+                    f"(row {quarantined['id']} when voided) as row {row_id}"
+                ),
+                details={
+                    "action": "restored",
+                    "funding": funding,
+                    "exec_id": exec_id,
+                    "outcome": outcome,
+                    "quarantine": {"table": QUARANTINE_TABLES[funding], "id": quarantined["id"]},
+                    "row_id": row_id,
+                    "before": quarantined,
+                    "after": dict(after),
+                    "rebuilt": [] if funding or bot_id == UNKNOWN_BOT else [symbol],
+                },
+                symbol=symbol,
+                order_id=quarantined.get("order_id") or None,
+            )
+    except DBAPIError as exc:
+        raise translate_error(exc, settings) from None
+    warnings: list[str] = []
+    _update_cache(cache, snapshots, warnings)
+    return RestoreResult(
+        exec_id=exec_id,
+        funding=funding,
+        bot_id=bot_id,
+        symbol=symbol,
+        quarantined_id=int(quarantined["id"]),
+        row_id=row_id,
+        outcome=outcome,
+        warnings=tuple(warnings),
+    )

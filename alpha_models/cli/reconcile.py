@@ -1,8 +1,11 @@
-"""``alpha-db reconcile``: saved Bybit pages for a bot and window against the database.
+"""``alpha-db reconcile``: saved Bybit pages for a bot and window against the database;
+``alpha-db reconcile-restore``: put a fill that ``--apply`` voided back.
 
 Exit status: 0 when the window is clean, 1 while discrepancies remain (after ``--apply``: the
 ones it cannot fix), so a scheduler can alert on it; invalid pages or arguments exit with
-the error's own code (65) and the run is recorded as failed.
+the error's own code (65) and the run is recorded as failed. ``reconcile-restore`` exits 0
+when the row is back, 65 when nothing with that exec_id is quarantined or it is stored
+again.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from alpha_models.cache import PositionCache
 from alpha_models.cli.common import (
     Context,
     add_json_flag,
@@ -22,8 +26,17 @@ from alpha_models.cli.common import (
 )
 from alpha_models.errors import ValidationError
 from alpha_models.inputs import to_utc
-from alpha_models.reconcile import SYNC_TYPES, Discrepancy, Kind, ReconcileReport, reconcile
-from alpha_models.runtime import build_write_path
+from alpha_models.reconcile import (
+    QUARANTINE_TABLES,
+    SYNC_TYPES,
+    Discrepancy,
+    Kind,
+    ReconcileReport,
+    pnl_rebuild_hint,
+    reconcile,
+    restore_quarantined,
+)
+from alpha_models.runtime import build_write_path, make_redis
 
 
 def _when(option: str, value: str) -> datetime:
@@ -56,6 +69,8 @@ def _detail(d: Discrepancy) -> str:
     where = f"row {d.stored.row_id}, source {d.stored.source or '-'}"
     if d.kind is Kind.MISATTRIBUTED:
         return f"stored under {d.stored.bot_id} ({where})"
+    if d.blocked is not None:
+        return f"{where}; not voided: {d.blocked}"
     return where
 
 
@@ -160,6 +175,8 @@ def _print_human(report: ReconcileReport) -> None:
         )
     for warning in report.warnings:
         print(f"warning: {safe_text(warning)}")
+    if report.pnl_rebuild_needed:
+        print(f"note: {safe_text(pnl_rebuild_hint(report.bot_id))}")
     print()
     counts = {k: n for k, n in res.counts().items() if n}
     if report.clean:
@@ -197,6 +214,26 @@ def _reconcile(args: argparse.Namespace, ctx: Context) -> int:
     return report.exit_code
 
 
+def _restore(args: argparse.Namespace, ctx: Context) -> int:
+    cache = PositionCache(make_redis(ctx.settings, args.redis_db))
+    result = restore_quarantined(ctx.engine, args.exec_id, cache=cache)
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    what = "funding settlement" if result.funding else "fill"
+    print(
+        f"restored {what} {safe_text(result.exec_id)} ({safe_text(result.bot_id)} "
+        f"{safe_text(result.symbol)}) from {QUARANTINE_TABLES[result.funding]}: row "
+        f"{result.quarantined_id} when voided, row {result.row_id} now ({result.outcome})"
+        + ("" if result.funding else "; lots and position rebuilt")
+    )
+    for warning in result.warnings:
+        print(f"warning: {safe_text(warning)}")
+    if result.pnl_rebuild_needed:
+        print(f"note: {safe_text(pnl_rebuild_hint(result.bot_id))}")
+    return 0
+
+
 def register(sub: Any) -> None:
     p = command(
         sub,
@@ -215,8 +252,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--apply",
         action="store_true",
-        help="record the missing executions and re-attribute 'unknown' copies (nothing is "
-        "deleted or changed otherwise)",
+        help="make the database agree with the exchange: record the missing executions, "
+        "re-attribute 'unknown' copies, correct mismatched rows, and move unexpected rows to "
+        "the quarantine (only when the pages are complete and cover the row's time; "
+        "alpha-db reconcile-restore puts one back). Correcting and voiding need the owner role",
     )
     p.add_argument(
         "--sync-type",
@@ -243,3 +282,15 @@ def register(sub: Any) -> None:
         help="count unverifiable rows (no exchange id, no match) as discrepancies",
     )
     add_json_flag(p)
+
+    r = command(
+        sub,
+        "reconcile-restore",
+        help="put a fill (or funding settlement) that reconcile --apply voided back from the "
+        "quarantine, rebuilding its position",
+        example="alpha-db reconcile-restore 5b0e8a3c-9d1f-4e27-b6a4-0c3d2e1f9a88",
+        handler=_restore,
+    )
+    r.add_argument("exec_id", help="the exec_id of the voided row")
+    r.add_argument("--redis-db", type=int, default=None, help="Redis DB (default REDIS_DB)")
+    add_json_flag(r)

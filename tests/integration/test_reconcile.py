@@ -23,7 +23,13 @@ from alpha_models.cli import main
 from alpha_models.errors import ValidationError
 from alpha_models.inputs import FillInput
 from alpha_models.keys import content_exec_id
-from alpha_models.reconcile import Kind, ReconcileReport, reconcile
+from alpha_models.reconcile import (
+    QUARANTINE_TABLES,
+    Kind,
+    ReconcileReport,
+    reconcile,
+    restore_quarantined,
+)
 from tests import stack as tb
 from tests.builders import fill
 from tests.conftest import Writer
@@ -33,6 +39,10 @@ BOT = "shortseller_001"
 START = datetime(2025, 9, 27, tzinfo=UTC)  # the trace's window
 END = datetime(2025, 10, 11, tzinfo=UTC)
 EXTRA_ID = "5b0e8a3c-9d1f-4e27-b6a4-0c3d2e1f9a88"
+QUARANTINE_SOURCES = {
+    "trading.fills": QUARANTINE_TABLES[False],
+    "trading.funding_settlements": QUARANTINE_TABLES[True],
+}
 
 
 def wire_executions() -> list[dict[str, Any]]:
@@ -189,35 +199,313 @@ def test_reports_exactly_the_removed_extra_and_altered_fills(writer: Writer) -> 
     assert rows(writer, "SELECT count(*) FROM trading.fills WHERE source = 'reconcile'") == [(0,)]
 
 
-def test_apply_inserts_the_missing_fills_and_keeps_positions_consistent(writer: Writer) -> None:
-    load(writer)
-    clean_positions, _ = book(writer)
-    t = tamper(writer)
-    report = run(writer, apply=True)
-    assert report.before is not None and report.before.counts()["missing"] == 3
-    assert sorted(c.exec_id for c in report.corrections) == sorted(t.deleted)
-    assert all(c.applied and c.action == "inserted" for c in report.corrections)
-    assert nonzero(report) == {"unexpected": 1, "mismatched": 1}  # reported, never deleted
-    assert report.exit_code == 1
-    stored = rows(
-        writer,
-        "SELECT exec_id, bot_id, source FROM trading.fills WHERE exec_id = ANY(:ids) "
-        "ORDER BY exec_id",
-        ids=t.deleted,
-    )
-    assert stored == [(x, BOT, "reconcile") for x in sorted(t.deleted)]
-    # Lots and positions follow the inserted fills: they equal a rebuild from the fills...
-    assert book(writer) == rebuilt_book(writer)
-    # ...and match the clean book, except BTC, which holds the extra short.
-    positions = {r.symbol: (r.side, r.size) for r in book(writer)[0]}
-    expected = {r.symbol: (r.side, r.size) for r in clean_positions}
-    expected["BTCUSDT"] = ("Sell", Decimal("0.001"))
-    assert positions == expected
-    assert positions["ETHUSDT"] == ("Sell", Decimal("1.61"))  # the trace's own final state
+def table_columns(w: Writer, table: str) -> list[str]:
+    schema, name = table.split(".")
+    return [
+        r[0]
+        for r in rows(
+            w,
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = :s AND table_name = :t ORDER BY ordinal_position",
+            s=schema,
+            t=name,
+        )
+    ]
 
-    again = run(writer, apply=True)  # only what apply does not fix remains
-    assert nonzero(again) == {"unexpected": 1, "mismatched": 1}
-    assert again.corrections == () and again.before is None and again.exit_code == 1
+
+def full_row(w: Writer, table: str, columns: list[str], exec_id: str) -> dict[str, Any]:
+    (row,) = rows(w, f"SELECT {', '.join(columns)} FROM {table} WHERE exec_id = :x", x=exec_id)
+    return dict(row._mapping)
+
+
+OTHER_BOT = "lxalgo_001"
+
+
+def other_bots_rows(w: Writer) -> dict[str, list[Any]]:
+    """Every row of every other bot (``unknown`` included) in the tables reconcile writes."""
+    return {
+        table: rows(w, f"SELECT * FROM {table} WHERE bot_id <> :b ORDER BY id", b=BOT)
+        for table in (
+            "trading.fills",
+            "trading.positions",
+            "trading.position_entries",
+            "trading.funding_settlements",
+        )
+    }
+
+
+def load_other_bot(w: Writer) -> None:
+    """Another bot trading the same symbols in the same window (not on the bot's pages)."""
+    at = datetime(2025, 10, 1, 9, tzinfo=UTC)
+    for n, (side, symbol) in enumerate([("Buy", "BTCUSDT"), ("Buy", "SOLUSDT"),
+                                        ("Sell", "BTCUSDT")]):  # fmt: skip
+        f = fill(side, "0.5", "100", bot_id=OTHER_BOT, symbol=symbol, at=at + timedelta(hours=n))
+        assert w.path.record_fill(f).is_new
+
+
+def test_apply_converges_and_a_second_run_is_clean(writer: Writer) -> None:
+    """The issue's scenario: 3 fills removed, 1 extra, 1 altered."""
+    load(writer)
+    load_other_bot(writer)
+    clean_book = book(writer)
+    fill_columns = table_columns(writer, "trading.fills")
+    t = tamper(writer)
+    extra_before = full_row(writer, "trading.fills", fill_columns, EXTRA_ID)
+    altered_before = full_row(writer, "trading.fills", fill_columns, t.altered)
+    others = other_bots_rows(writer)
+
+    first = run(writer)
+    assert nonzero(first) == {"missing": 3, "unexpected": 1, "mismatched": 1}
+    assert all(d.fixable for d in first.result.discrepancies) and first.exit_code == 1
+
+    applied = run(writer, apply=True)
+    assert applied.before is not None and applied.before.counts() == first.result.counts()
+    actions = sorted((c.action, c.exec_id) for c in applied.corrections)
+    assert actions == sorted(
+        [("corrected", t.altered), ("voided", EXTRA_ID)] + [("inserted", x) for x in t.deleted]
+    )
+    assert all(c.applied for c in applied.corrections) and applied.applied == 5
+    assert applied.clean and applied.exit_code == 0 and applied.status == "completed"
+    assert applied.pnl_rebuild_needed and applied.to_dict()["pnl_rebuild_needed"] is True
+
+    second = run(writer)
+    assert second.clean and second.exit_code == 0 and nonzero(second) == {}
+    assert second.corrections == () and second.result.matched == 153 + 30
+
+    # The altered row now holds the exchange's values; its other columns are untouched.
+    exchange = {f.exec_id: f for f in trades()}[t.altered]
+    altered_after = full_row(writer, "trading.fills", fill_columns, t.altered)
+    assert altered_after["exec_price"] == exchange.exec_price
+    assert {**altered_after, "exec_price": altered_before["exec_price"]} == altered_before
+    # The extra row is in quarantine with every original column, and why and when.
+    assert rows(writer, "SELECT count(*) FROM trading.fills WHERE exec_id = :x", x=EXTRA_ID) == [
+        (0,)
+    ]
+    assert full_row(writer, "audit.quarantined_fills", fill_columns, EXTRA_ID) == extra_before
+    ((reason, sync_id, by, details),) = rows(
+        writer,
+        "SELECT reason, sync_id, quarantined_by, details FROM audit.quarantined_fills",
+    )
+    assert reason.startswith("unexpected") and sync_id == applied.sync_id
+    assert by == writer.engine.url.username and details["exchange_record"]["looks_complete"]
+    # Lots and positions equal a rebuild from the remaining fills, and the clean book.
+    assert book(writer) == rebuilt_book(writer) == clean_book
+    # Nothing of another bot changed.
+    assert other_bots_rows(writer) == others
+    # The Redis cache follows the rebuilt pairs (BTC flat again, SOL corrected).
+    for symbol, side, size, _avg in book(writer)[0]:
+        cached = writer.cache.get(BOT, symbol)
+        if size == 0:
+            assert cached is None, symbol
+        else:
+            assert cached is not None and (cached.side, cached.size) == (side, size), symbol
+    # Each correction is an audit event with the whole row before and after.
+    events = {
+        e.details["exec_id"]: e
+        for e in rows(
+            writer,
+            "SELECT event_level, message, details FROM audit.system_events "
+            "WHERE event_type = 'RECONCILE_CORRECTION'",
+        )
+    }
+    assert len(events) == 5 and {e.event_level for e in events.values()} == {"WARNING"}
+    corrected = events[t.altered].details
+    assert corrected["action"] == "corrected" and corrected["rebuilt"] == ["SOLUSDT"]
+    assert corrected["before"]["exec_price"] == format(altered_before["exec_price"], "f")
+    assert corrected["after"]["exec_price"] == format(exchange.exec_price, "f")
+    assert corrected["before"]["created_at"] == corrected["after"]["created_at"]
+    voided = events[EXTRA_ID].details
+    assert voided["action"] == "voided" and voided["after"] is None
+    assert voided["quarantine"] == {"table": "audit.quarantined_fills", "id": extra_before["id"]}
+    assert voided["before"]["exec_price"] == "112000.00000000"
+    assert "alpha-db reconcile-restore" in events[EXTRA_ID].message
+    ((summary,),) = rows(
+        writer,
+        "SELECT message FROM audit.system_events WHERE event_type = 'RECONCILE_RUN' "
+        "ORDER BY id LIMIT 1 OFFSET 1",
+    )
+    assert "pnl-rebuild --bot shortseller_001" in summary
+
+
+def test_unexpected_rows_are_not_voided_when_the_record_may_be_incomplete(
+    writer: Writer,
+) -> None:
+    load(writer)
+    t = tamper(writer)
+    pages = exchange_pages()
+    pages[-1]["result"]["nextPageCursor"] = "200%3A0%2C200%3A0"  # the last page is not final
+    report = run(writer, apply=True, pages=pages)
+    assert sorted(c.action for c in report.corrections) == ["corrected"] + ["inserted"] * 3
+    assert nonzero(report) == {"unexpected": 1} and report.exit_code == 1
+    (d,) = report.result.discrepancies
+    assert d.exec_id == EXTRA_ID and not d.fixable and d.blocked
+    assert report.status == "partial"
+    assert any(w.startswith("1 unexpected row(s) not voided") and "nextPageCursor" in w
+               for w in report.warnings)  # fmt: skip
+    assert rows(writer, "SELECT count(*) FROM trading.fills WHERE exec_id = :x", x=EXTRA_ID) == [
+        (1,)
+    ]
+    assert rows(writer, "SELECT count(*) FROM audit.quarantined_fills") == [(0,)]
+    assert book(writer) == rebuilt_book(writer)
+    assert t.altered not in of_kind(report, Kind.MISMATCHED)  # corrections still happen
+
+
+def test_pages_of_a_narrower_window_never_void_the_rest(writer: Writer) -> None:
+    load(writer)
+    wire = wire_executions()[:60]  # a complete fetch, but of a shorter span
+    last = max(int(w["execTime"]) for w in wire)
+    later = [f.exec_id for f in trades() if f.exec_time.timestamp() * 1000 > last]
+    assert later and all(f.exec_time.timestamp() * 1000 != last for f in trades()
+                         if f.exec_id in later)  # fmt: skip
+    before = rows(writer, "SELECT count(*) FROM trading.fills")
+    report = run(writer, apply=True, pages=make_pages(wire))
+    assert of_kind(report, Kind.UNEXPECTED) == sorted(later)
+    assert report.corrections == () and report.exit_code == 1
+    assert {d.blocked for d in report.result.discrepancies} == {
+        "outside the time span of the pages"
+    }
+    assert rows(writer, "SELECT count(*) FROM trading.fills") == before
+    assert rows(writer, "SELECT count(*) FROM audit.quarantined_fills") == [(0,)]
+
+
+def test_rows_without_exchange_id_are_never_voided(writer: Writer) -> None:
+    """Legacy rows and tracker self-reports are matched by content, never corrected or voided,
+    even when nothing on complete pages matches them."""
+    load(writer)
+    fills = trades()
+    legacy = self_report(fills[60], order_id="shortseller_001_SOLUSDT_synthetic")
+    tracker = FillInput(
+        exec_id="9f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b", bot_id=BOT, symbol="ETHUSDT",
+        side="Buy", exec_price="4400", exec_qty="0.1", exec_time=datetime(2025, 10, 2, tzinfo=UTC),
+        order_id="tracker-order-1", commission="0", source="tracker",
+    )  # fmt: skip
+    for f in (legacy, tracker):
+        assert writer.path.record_fill(f).is_new
+    stored_before = rows(writer, "SELECT * FROM trading.fills ORDER BY id")
+    report = run(writer, apply=True)
+    assert of_kind(report, Kind.UNVERIFIABLE) == sorted([legacy.exec_id, tracker.exec_id])
+    assert not any(d.fixable for d in report.result.discrepancies)
+    assert report.corrections == () and report.exit_code == 0  # unverifiable: not counted
+    assert rows(writer, "SELECT * FROM trading.fills ORDER BY id") == stored_before
+    assert rows(writer, "SELECT count(*) FROM audit.quarantined_fills") == [(0,)]
+
+
+def test_restore_puts_the_voided_fill_back_and_the_next_run_reports_it_again(
+    writer: Writer,
+) -> None:
+    load(writer)
+    fill_columns = table_columns(writer, "trading.fills")
+    clean_positions = {r.symbol: (r.side, r.size) for r in book(writer)[0]}
+    tamper(writer)
+    extra = full_row(writer, "trading.fills", fill_columns, EXTRA_ID)
+    assert run(writer, apply=True).clean
+
+    restored = restore_quarantined(writer.engine, EXTRA_ID, cache=writer.cache)
+    assert (restored.funding, restored.bot_id, restored.symbol) == (False, BOT, "BTCUSDT")
+    assert restored.quarantined_id == extra["id"] and restored.row_id != extra["id"]
+    assert restored.pnl_rebuild_needed and restored.warnings == ()
+    back = full_row(writer, "trading.fills", fill_columns, EXTRA_ID)
+    assert {**back, "id": extra["id"], "created_at": extra["created_at"]} == extra
+    assert rows(writer, "SELECT count(*) FROM audit.quarantined_fills") == [(0,)]
+    assert book(writer) == rebuilt_book(writer)
+    positions = {r.symbol: (r.side, r.size) for r in book(writer)[0]}
+    assert positions == {**clean_positions, "BTCUSDT": ("Sell", Decimal("0.001"))}
+    cached = writer.cache.get(BOT, "BTCUSDT")
+    assert cached is not None and (cached.side, cached.size) == ("Sell", Decimal("0.001"))
+    ((details,),) = rows(
+        writer, "SELECT details FROM audit.system_events WHERE event_type = 'RECONCILE_RESTORE'"
+    )
+    assert details["before"]["id"] == extra["id"] and details["after"]["id"] == restored.row_id
+
+    again = run(writer)
+    assert nonzero(again) == {"unexpected": 1} and of_kind(again, Kind.UNEXPECTED) == [EXTRA_ID]
+    with pytest.raises(ValidationError, match="no quarantined"):
+        restore_quarantined(writer.engine, EXTRA_ID)
+
+
+def test_restore_refuses_an_exec_id_that_is_stored_again(writer: Writer) -> None:
+    load(writer)
+    tamper(writer)
+    run(writer, apply=True)
+    (original,) = rows(writer, "SELECT exec_price FROM audit.quarantined_fills")
+    again = fill("Sell", "0.002", "111000", symbol="BTCUSDT", exec_id=EXTRA_ID, source="listener",
+                 at=datetime(2025, 10, 1, 12, tzinfo=UTC))  # fmt: skip
+    assert writer.path.record_fill(again).is_new  # delivered once more, e.g. by the listener
+    with pytest.raises(ValidationError, match=r"already in trading\.fills"):
+        restore_quarantined(writer.engine, EXTRA_ID)
+    assert rows(writer, "SELECT exec_price FROM audit.quarantined_fills") == [original]
+    assert rows(writer, "SELECT count(*) FROM trading.fills WHERE exec_id = :x", x=EXTRA_ID) == [
+        (1,)
+    ]
+
+
+def test_funding_settlements_are_corrected_voided_and_restored(writer: Writer) -> None:
+    load(writer)  # funding is stored under 'unknown', as the listener stores it
+    funding_columns = table_columns(writer, "trading.funding_settlements")
+    ((altered, fee),) = rows(
+        writer, "SELECT exec_id, fee FROM trading.funding_settlements ORDER BY exec_time LIMIT 1"
+    )
+    with writer.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE trading.funding_settlements SET fee = fee * 2 WHERE exec_id = :x"),
+            {"x": altered},
+        )
+    extra = fill("Buy", "1", "4400", symbol="ETHUSDT", exec_id="funding-extra-1",
+                 exec_type="Funding", at=datetime(2025, 10, 3, 8, tzinfo=UTC))  # fmt: skip
+    assert writer.path.record_fill(extra).is_new
+    extra_row = full_row(writer, "trading.funding_settlements", funding_columns, extra.exec_id)
+    lots = book(writer)
+
+    first = run(writer)
+    assert nonzero(first) == {"funding_mismatched": 1, "funding_unexpected": 1}
+    applied = run(writer, apply=True)
+    assert sorted((c.action, c.funding) for c in applied.corrections) == [
+        ("corrected", True),
+        ("voided", True),
+    ]
+    assert applied.clean and not applied.pnl_rebuild_needed  # funding is never a trade
+    assert run(writer).clean
+    assert rows(
+        writer, "SELECT fee FROM trading.funding_settlements WHERE exec_id = :x", x=altered
+    ) == [(fee,)]
+    quarantined = full_row(
+        writer, "audit.quarantined_funding_settlements", funding_columns, extra.exec_id
+    )
+    assert quarantined == extra_row
+    assert book(writer) == lots  # funding never touches lots
+
+    restored = restore_quarantined(writer.engine, extra.exec_id)
+    assert restored.funding and not restored.pnl_rebuild_needed
+    assert nonzero(run(writer)) == {"funding_unexpected": 1}
+
+
+def test_the_quarantine_keeps_every_column_and_only_lots_reference_fills(writer: Writer) -> None:
+    def typed(table: str) -> list[Any]:
+        schema, name = table.split(".")
+        return rows(
+            writer,
+            "SELECT column_name, data_type, character_maximum_length, numeric_precision, "
+            "numeric_scale FROM information_schema.columns WHERE table_schema = :s "
+            "AND table_name = :t ORDER BY ordinal_position",
+            s=schema,
+            t=name,
+        )
+
+    for table, quarantine in QUARANTINE_SOURCES.items():
+        original = typed(table)
+        assert typed(quarantine)[: len(original)] == original, quarantine
+    # A fill is voided by deleting the pair's lots first: they are the only rows that
+    # reference trading.fills. A new foreign key must be handled by reconcile._void.
+    assert rows(
+        writer,
+        "SELECT conrelid::regclass::text, conname FROM pg_constraint "
+        "WHERE contype = 'f' AND confrelid = 'trading.fills'::regclass",
+    ) == [("trading.position_entries", "fk_position_entries_fill")]
+    assert rows(
+        writer,
+        "SELECT count(*) FROM pg_constraint "
+        "WHERE contype = 'f' AND confrelid = 'trading.funding_settlements'::regclass",
+    ) == [(0,)]
 
 
 def test_every_run_is_recorded_in_sync_status_and_audit(writer: Writer) -> None:
@@ -229,13 +517,15 @@ def test_every_run_is_recorded_in_sync_status_and_audit(writer: Writer) -> None:
         "SELECT id, sync_type, start_time, end_time, status, trades_synced, "
         "sync_completed_at IS NOT NULL AS done FROM trading.sync_status",
     )
-    assert status == [(first.sync_id, "manual", START, END, "completed", 3, True)]
-    corrections = rows(
+    assert status == [(first.sync_id, "manual", START, END, "completed", 5, True)]
+    events = rows(
         writer,
         "SELECT event_level, component, bot_id, symbol, order_id, details "
         "FROM audit.system_events WHERE event_type = 'RECONCILE_CORRECTION' ORDER BY id",
     )
-    assert len(corrections) == 3
+    assert sorted(e[5]["action"] for e in events) == ["corrected", "inserted", "inserted",
+                                                      "inserted", "voided"]  # fmt: skip
+    corrections = [e for e in events if e[5]["action"] == "inserted"]
     exchange = {f.exec_id: f for f in trades()}
     for level, component, bot, symbol, order_id, details in corrections:
         original = exchange[details["exec_id"]]
@@ -263,8 +553,10 @@ def test_every_run_is_recorded_in_sync_status_and_audit(writer: Writer) -> None:
         "WHERE event_type = 'RECONCILE_RUN' ORDER BY id",
     )
     assert [r[0] for r in runs] == ["INFO", "INFO", "INFO"]
-    assert runs[0][1]["before"]["missing"] == 3 and runs[0][1]["applied"] == 3
-    assert runs[1][1]["counts"]["unexpected"] == 1 and runs[1][1]["applied"] == 0
+    assert runs[0][1]["before"]["missing"] == 3 and runs[0][1]["applied"] == 5
+    assert runs[0][1]["pnl_rebuild_needed"] is True and runs[0][1]["remaining"] == 0
+    assert runs[1][1]["counts"]["unexpected"] == 0 and runs[1][1]["applied"] == 0
+    assert runs[1][1]["pnl_rebuild_needed"] is False
 
 
 def test_unknown_copies_are_reattributed_and_the_window_ends_clean(writer: Writer) -> None:
@@ -430,10 +722,20 @@ def test_cli_exit_status_follows_the_remaining_discrepancies(
         "missing": 3, "unexpected": 1, "mismatched": 1
     }  # fmt: skip
     assert out["discrepancies"][0]["exchange"]["price"].count(".") == 1  # Decimal text
-    assert cli(folder, "--apply") == 1
+    assert cli(folder, "--apply") == 0
     human = capsys.readouterr().out
-    assert "inserted" in human and "2 discrepancy(ies) remain: 1 unexpected, 1 mismatched" in human
-    assert EXTRA_ID in human
+    assert all(word in human for word in ("inserted", "corrected", "voided", EXTRA_ID))
+    assert "clean: no discrepancy remains" in human
+    assert "alpha-db pnl-rebuild --bot shortseller_001" in human
+    assert cli(folder) == 0  # the second run is clean
+
+    assert main(["reconcile-restore", EXTRA_ID]) == 0
+    human = capsys.readouterr().out
+    assert f"restored fill {EXTRA_ID} (shortseller_001 BTCUSDT)" in human
+    assert cli(folder) == 1  # reported unexpected again
+    assert main(["reconcile-restore", EXTRA_ID, "--json"]) == 65  # nothing quarantined now
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no quarantined" in err
 
 
 def test_cli_exits_0_on_a_clean_window_also_through_pgbouncer(

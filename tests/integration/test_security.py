@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -349,7 +350,7 @@ def test_the_analytics_role_reads_everything_and_can_change_nothing(
         "WHERE n.nspname IN ('trading', 'audit') AND c.relkind IN ('r', 'v') ORDER BY 1",
     )
     tables = [(name, col) for name, kind, col in relations if kind == "r"]
-    assert len(tables) == SECURED + 1  # and trading.db_roles
+    assert len(tables) == SECURED + 3  # and trading.db_roles and the two reconcile quarantines
 
     engine = logins.engine(sdb, "analytics", via_pgbouncer=bouncer)
     with engine.begin() as conn:
@@ -419,6 +420,64 @@ def test_the_listener_writes_for_every_bot_and_alone_reattributes_unknown_copies
         ("lxalgo_001", "Sell", Decimal("1.00000000")),
         ("shortseller_001", "Sell", Decimal("0.02000000")),
     ]
+
+
+def test_reconcile_as_the_listener_inserts_but_leaves_rewriting_and_voiding_to_the_owner(
+    sdb: Database, logins: Logins, tmp_path: Path
+) -> None:
+    from alpha_models.reconcile import reconcile
+    from tests.integration import test_reconcile as rc
+
+    listener = write_path(logins, sdb, "listener", tmp_path, False)
+    trades = rc.trades()
+    for f in trades:
+        listener.record_fill(f)
+    extra = fill("Sell", "0.001", "112000", symbol="BTCUSDT", exec_id=rc.EXTRA_ID,
+                 at=datetime(2025, 10, 1, 12, tzinfo=UTC))  # fmt: skip
+    listener.record_fill(extra)
+    engine = sdb.engine()
+    with engine.begin() as conn:  # as the owner: one price altered
+        conn.execute(
+            text("UPDATE trading.fills SET exec_price = exec_price + 1 WHERE exec_id = :x"),
+            {"x": trades[10].exec_id},
+        )
+    engine.dispose()
+    before = owner_rows(sdb, "SELECT * FROM trading.fills ORDER BY id")
+
+    report = reconcile(
+        listener.engine, listener, rc.BOT, rc.START, rc.END, rc.exchange_pages(), apply=True
+    )
+    by_action: dict[str, list[Any]] = {}
+    for c in report.corrections:
+        by_action.setdefault(c.action, []).append(c)
+    assert {a: len(cs) for a, cs in by_action.items()} == {
+        "corrected": 1, "voided": 1, "inserted": 30
+    }  # fmt: skip
+    assert all(c.applied for c in by_action["inserted"])  # the missing funding: allowed
+    for c in (*by_action["corrected"], *by_action["voided"]):
+        assert not c.applied and c.outcome == "error" and c.error and "owner" in c.error
+    assert report.status == "partial" and report.exit_code == 1
+    assert owner_rows(sdb, "SELECT * FROM trading.fills ORDER BY id") == before
+    assert owner_rows(sdb, "SELECT count(*) FROM audit.quarantined_fills") == [(0,)]
+    assert owner_rows(
+        sdb,
+        "SELECT count(*) FROM audit.system_events WHERE event_type = 'RECONCILE_CORRECTION' "
+        "AND event_level = 'ERROR'",
+    ) == [(2,)]
+    listener.close()
+    listener.engine.dispose()
+    engine = logins.engine(sdb, "listener")
+    with engine.begin() as conn:  # readable, never writable by a service role
+        assert conn.execute(text("SELECT count(*) FROM audit.quarantined_fills")).scalar() == 0
+        for sql in (
+            "INSERT INTO audit.quarantined_fills (id, bot_id, symbol, order_id, "
+            "client_order_id, side, exec_price, exec_qty, exec_time, commission, exec_id, "
+            "exec_type, reason) VALUES (1, 'shortseller_001', 'BTCUSDT', 'o', '', 'Buy', 1, 1, "
+            "now(), 0, 'x', 'Trade', 'r')",
+            "DELETE FROM audit.quarantined_funding_settlements",
+        ):
+            assert refused(conn, sql) == INSUFFICIENT_PRIVILEGE, sql
+    engine.dispose()
 
 
 @VIA
@@ -571,7 +630,8 @@ def test_upgrading_a_restored_production_dump_changes_no_row_and_keeps_trading_u
             "AND NOT c.relforcerowsecurity AND pg_get_userbyid(c.relowner) = 'trading_user') "
             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname IN ('trading', 'audit') AND c.relkind = 'r' "
-            "AND c.relname <> 'db_roles'",
+            "AND c.relname NOT IN ('db_roles', 'quarantined_fills', "
+            "'quarantined_funding_settlements')",  # owner-only tables: no row security
         ) == [(SECURED, SECURED)]
         assert owner_rows(dump, "SELECT count(*) FROM pg_policies") == [(SECURED * 4,)]
 

@@ -172,7 +172,12 @@ def test_adopting_a_dump_keeps_every_row(
                 text("SELECT tablename FROM pg_tables WHERE schemaname = 'audit'")
             ).scalars()
         )
-        assert audit == {"system_events", "risk_events"}
+        assert audit == {
+            "system_events",
+            "risk_events",
+            "quarantined_fills",
+            "quarantined_funding_settlements",
+        }
         assert conn.execute(text("SELECT version_num FROM public.alembic_version")).scalar()
     engine.dispose()
     counts = view_counts(url)  # the existing views are still selectable

@@ -24,7 +24,12 @@ TABLES = {
         "strategy_trades",
         "db_roles",
     },
-    "audit": {"system_events", "risk_events"},
+    "audit": {
+        "system_events",
+        "risk_events",
+        "quarantined_fills",
+        "quarantined_funding_settlements",
+    },
 }
 
 
@@ -117,3 +122,30 @@ def test_code_expects_the_latest_migration() -> None:
 
     script = ScriptDirectory.from_config(tb.alembic_config("postgresql://unused/x"))
     assert script.get_heads() == [HEAD_REVISION]  # one linear head, and the code knows it
+
+
+def test_downgrade_keeps_a_quarantine_that_holds_rows(db: Database) -> None:
+    engine = db.engine()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO audit.quarantined_funding_settlements (id, exec_id, bot_id, symbol, "
+                "side, position_qty, mark_price, fee, exec_time, reason) VALUES (7, 'f-1', "
+                "'shortseller_001', 'BTCUSDT', 'Buy', 1, 100, 0.01, now(), 'test')"
+            )
+        )
+    with pytest.raises(
+        RuntimeError, match=r"refusing to downgrade.*audit\.quarantined_funding_settlements"
+    ):
+        tb.downgrade(db.url, "0017")
+    with engine.connect() as conn:  # nothing was dropped
+        assert conn.execute(text("SELECT version_num FROM public.alembic_version")).scalar() == (
+            "0018"
+        )
+    tb.downgrade(db.url, "0017", "allow-data-loss=yes")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT to_regclass('audit.quarantined_fills')")).scalar() is None
+        assert conn.execute(text("SELECT version_num FROM public.alembic_version")).scalar() == (
+            "0017"
+        )
+    engine.dispose()
