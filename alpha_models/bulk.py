@@ -233,7 +233,9 @@ def _write_pair(cur: Any, bot_id: str, symbol: str, rows: list[tuple[Any, ...]])
     side, size, avg = _position(lots)
     last = rows[-1][6] if rows else None
     cur.execute(
+        # The open-lot totals are left unknown: the next record_fill sums the lots once.
         "UPDATE trading.positions SET size = %s, side = %s, avg_entry_price = %s, "
+        "open_qty = NULL, open_cost = NULL, "
         "version = version + 1, last_exec_time = greatest(last_exec_time, %s), "
         "updated_at = now() WHERE bot_id = %s AND symbol = %s",
         (size, side, avg, last, bot_id, symbol),

@@ -165,6 +165,17 @@ class Position(Base):
     version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     #: Exec time of the newest fill applied; an older fill triggers a rebuild.
     last_exec_time: Mapped[datetime | None]
+    #: The open lots' totals, kept by the write path so that a fill does not re-sum them
+    #: (migration 0019); trusted only while they agree with ``size`` and ``side``.
+    open_qty: Mapped[Decimal | None] = mapped_column(
+        comment="Signed sum of the open lots' remaining quantity (> 0 long, < 0 short), kept "
+        "by the write path; NULL: unknown (recomputed from the lots)"
+    )
+    open_cost: Mapped[Decimal | None] = mapped_column(
+        Numeric,
+        comment="Exact sum of remaining quantity x entry price over the open lots, kept by the "
+        "write path; NULL: unknown (recomputed from the lots)",
+    )
 
 
 class PositionEntry(Base):

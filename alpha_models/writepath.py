@@ -1,9 +1,11 @@
 # ruff: noqa: S608
 """The one write path every producer uses: adapters, the listener, reconciliation, imports.
 
-- A fill is recorded with its lots and the bot's position in **one transaction** (one
-  call of ``trading.record_fill``, migration 0011): idempotent on ``exec_id``; the caller
-  learns whether it was new.
+- A fill is recorded with its lots and the bot's position in **one transaction**: one
+  statement, ``SELECT * FROM trading.record_fill(...)`` (migrations 0011, 0019), sent on a
+  held connection in autocommit mode, so the statement is its own transaction (one round
+  trip, committed when it returns, rolled back entirely if it fails): idempotent on
+  ``exec_id``; the caller learns whether it was new.
 - Input is validated before anything touches a database (:mod:`alpha_models.inputs`).
 - When PostgreSQL cannot be reached the fill goes to the durable local spool (fsynced
   before the call returns) and is replayed in order, exactly once thanks to ``exec_id``,
@@ -297,17 +299,15 @@ class WritePath:
         return result
 
     def _write_fill(self, fill: FillInput) -> WriteResult:
-        """One transaction on the write path's own driver connection (three round trips:
-        BEGIN, the function call, COMMIT), retried once on a fresh connection if the held
+        """One statement, hence one transaction, on the write path's own driver connection
+        (autocommit: a single round trip), retried once on a fresh connection if the held
         one died with the server: safe, since a commit that did land makes the retry a
         duplicate, never a second row."""
         for attempt in (1, 2):
             conn: Any = None
             try:
                 conn = self._raw_connection()
-                result = self._write_fill_raw(conn, fill)
-                conn.commit()
-                return result
+                return self._write_fill_raw(conn, fill)
             except DBAPIError:
                 self._drop_connection(rollback=False)
                 raise
@@ -342,6 +342,9 @@ class WritePath:
                 self._check_schema_raw(cur)
                 cur.close()
                 conn.rollback()
+                # Every statement on this connection is one write-path call, complete in
+                # itself: autocommit makes it its own transaction without BEGIN/COMMIT.
+                conn.driver_connection.autocommit = True
             except BaseException:
                 conn.invalidate()
                 raise
@@ -355,6 +358,7 @@ class WritePath:
         try:
             if rollback:
                 conn.rollback()
+                conn.driver_connection.autocommit = False  # the pool's other users expect it
                 conn.close()
             else:
                 conn.invalidate()
