@@ -1159,9 +1159,13 @@ _MISSING_LEGS: Final = text(
             t.source, t.details,
             t.entry_exec_id IS NOT NULL AND NOT EXISTS (
                 SELECT 1 FROM trading.fills f WHERE f.exec_id = t.entry_exec_id
+            ) AND NOT EXISTS (
+                SELECT 1 FROM audit.quarantined_fills q WHERE q.exec_id = t.entry_exec_id
             ) AS entry_missing,
             t.exit_exec_id IS NOT NULL AND t.exit_price IS NOT NULL AND NOT EXISTS (
                 SELECT 1 FROM trading.fills f WHERE f.exec_id = t.exit_exec_id
+            ) AND NOT EXISTS (
+                SELECT 1 FROM audit.quarantined_fills q WHERE q.exec_id = t.exit_exec_id
             ) AS exit_missing
         FROM trading.strategy_trades t WHERE t.bot_id = :b) legs
     WHERE entry_missing OR exit_missing"""
@@ -1474,7 +1478,11 @@ class MomentumStore:
 
     # -- fills that are owed ---------------------------------------------------------------
     def missing_legs(self, bot_id: str, conn: Connection | None = None) -> list[MissingLeg]:
-        """Trade legs without their fill, oldest first (entry before exit at equal times)."""
+        """Trade legs without their fill, oldest first (entry before exit at equal times).
+
+        A leg whose fill is in ``audit.quarantined_fills`` (voided by reconciliation, or
+        superseded by the exchange's own execution of the order) is not missing: recording
+        it again would undo that."""
         rows: list[Any]
         if conn is not None:
             rows = list(conn.execute(_MISSING_LEGS, {"b": bot_id}))

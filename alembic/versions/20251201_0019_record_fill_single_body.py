@@ -1,4 +1,4 @@
-"""positions keep their open lots' totals; record_fill in one body
+"""record_fill in one body, positions keep their open lots' totals, one row per execution
 
 ``trading.record_fill`` (0011, guarded in 0016) called ``lock_position``,
 ``apply_fill_to_lots`` and ``refresh_position`` in turn: two scans of every open lot of the
@@ -16,10 +16,22 @@ This revision:
   every writer of the pair's lots: record_fill, rebuild_position and bulk ingest all take
   it); the totals are read from it when they agree with its ``size`` and ``side``, else
   summed from the open lots once (as before); size, side and average entry then follow
-  arithmetically from the lots consumed and created. Results are those of 0016 for every
-  input (same rows, same numeric scales, same rounding); the out-of-order and
-  re-attribution paths still rebuild through ``rebuild_position``;
-- ``refresh_position`` (used by ``rebuild_position``) sets the totals too.
+  arithmetically from the lots consumed and created. Apart from the fold below, results
+  are those of 0016 for every input (same rows, same numeric scales, same rounding); the
+  out-of-order and re-attribution paths still rebuild through ``rebuild_position``;
+- ``refresh_position`` (used by ``rebuild_position``) sets the totals too;
+- **one execution, one row, even when the bot reports it too.** A bot's own report of a
+  fill (a *self-report*: exec_id ``legacy:...``, order id ``synthetic:...`` or source
+  ``tracker``; Momentum's adapter and the AlphaDBClient facade write them) and the
+  exchange's execution of the same order (the listener attributes it to the bot by its
+  ``orderLinkId``) used to be two rows, so the position counted the fill twice. Now, for the
+  same bot and the same non-empty ``client_order_id``: a self-report arriving after the
+  exchange's copy is not stored (``duplicate``); an exchange execution arriving after the
+  self-report supersedes it: ``trading.fold_self_reports`` (SECURITY DEFINER, since the
+  bots' roles may not delete fills; it acts only when that execution is stored, so it can
+  do nothing else) moves the self-report to ``audit.quarantined_fills`` (every column kept,
+  with the reason) and rebuilds the pair. Both checks run under the position row's lock, so
+  the two copies cannot race past each other. Adopted history (source NULL) is never folded.
 
 Revision ID: 0019
 Revises: 0018
@@ -66,7 +78,26 @@ DECLARE
     v_left numeric;
     v_lot record;
     v_take numeric;
+    v_self boolean := p_exec_id LIKE 'legacy:%' OR p_order_id LIKE 'synthetic:%'
+                      OR p_source = 'tracker';
 BEGIN
+    IF v_self AND p_client_order_id <> '' AND p_bot_id <> 'unknown' THEN
+        -- A bot's own report of an order whose executions the exchange's copies (same
+        -- bot, same orderLinkId) already stand for: not stored. Checked under the pair's
+        -- lock, which the exchange's copy takes too, so the two cannot both be stored.
+        PERFORM trading.lock_position(p_bot_id, p_symbol);
+        SELECT f.id INTO v_fill_id FROM trading.fills f
+         WHERE f.client_order_id = p_client_order_id AND f.bot_id = p_bot_id
+           AND f.exec_id NOT LIKE 'legacy:%' AND f.order_id NOT LIKE 'synthetic:%'
+           AND f.source IS DISTINCT FROM 'tracker'
+         ORDER BY f.id LIMIT 1;
+        IF v_fill_id IS NOT NULL THEN
+            fill_id := v_fill_id;
+            outcome := 'duplicate';
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    END IF;
     INSERT INTO trading.fills (
         exec_id, bot_id, symbol, order_id, client_order_id, side, exec_price, exec_qty,
         exec_time, close_reason, commission, exec_type, source)
@@ -178,6 +209,17 @@ BEGIN
             RETURNING p.* INTO v_pos;
             outcome := 'new';
         END IF;
+        IF NOT v_self AND p_client_order_id <> '' AND EXISTS (
+            SELECT 1 FROM trading.fills f
+             WHERE f.client_order_id = p_client_order_id AND f.bot_id = p_bot_id
+               AND f.symbol = p_symbol AND f.source IS NOT NULL
+               AND (f.exec_id LIKE 'legacy:%' OR f.order_id LIKE 'synthetic:%'
+                    OR f.source = 'tracker'))
+        THEN
+            -- The exchange's execution of an order the bot reported itself: the report
+            -- gives way (kept in audit.quarantined_fills), the pair is rebuilt.
+            v_pos := trading.fold_self_reports(p_bot_id, p_symbol, p_client_order_id, p_exec_id);
+        END IF;
     END IF;
     pos_side := v_pos.side;
     pos_size := v_pos.size;
@@ -187,6 +229,49 @@ BEGIN
     RETURN NEXT;
 END $$
 """
+
+FOLD_SELF_REPORTS = """
+CREATE FUNCTION trading.fold_self_reports(
+    p_bot_id varchar, p_symbol varchar, p_client_order_id varchar, p_exec_id varchar
+) RETURNS trading.positions LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- Only once the exchange's execution of that order is stored for the bot: whoever
+    -- calls it, the function can do nothing but this fold.
+    IF NOT EXISTS (
+        SELECT 1 FROM trading.fills f
+         WHERE f.exec_id = p_exec_id AND f.bot_id = p_bot_id AND f.symbol = p_symbol
+           AND f.client_order_id = p_client_order_id AND p_client_order_id <> ''
+           AND f.exec_id NOT LIKE 'legacy:%' AND f.order_id NOT LIKE 'synthetic:%'
+           AND f.source IS DISTINCT FROM 'tracker')
+    THEN
+        RETURN NULL;
+    END IF;
+    PERFORM trading.lock_position(p_bot_id, p_symbol);
+    DELETE FROM trading.position_entries e WHERE e.bot_id = p_bot_id AND e.symbol = p_symbol;
+    WITH gone AS (
+        DELETE FROM trading.fills f
+         WHERE f.bot_id = p_bot_id AND f.symbol = p_symbol
+           AND f.client_order_id = p_client_order_id AND f.source IS NOT NULL
+           AND (f.exec_id LIKE 'legacy:%' OR f.order_id LIKE 'synthetic:%'
+                OR f.source = 'tracker')
+        RETURNING f.*)
+    INSERT INTO audit.quarantined_fills (
+        id, bot_id, symbol, order_id, client_order_id, side, exec_price, exec_qty, exec_time,
+        close_reason, commission, created_at, exec_id, exec_type, source, reason, details)
+    SELECT g.id, g.bot_id, g.symbol, g.order_id, g.client_order_id, g.side, g.exec_price,
+           g.exec_qty, g.exec_time, g.close_reason, g.commission, g.created_at, g.exec_id,
+           g.exec_type, g.source,
+           'superseded by the exchange''s execution ' || p_exec_id,
+           jsonb_build_object('superseded_by', p_exec_id,
+                              'client_order_id', p_client_order_id,
+                              'caller', session_user::text)
+      FROM gone g;
+    RETURN trading.rebuild_position(p_bot_id, p_symbol);
+END $$
+"""
+FOLD_SELF_REPORTS_ARGS = "varchar, varchar, varchar, varchar"
+
 
 REFRESH_POSITION = """
 CREATE OR REPLACE FUNCTION trading.refresh_position(
@@ -340,11 +425,13 @@ def upgrade() -> None:
         schema="trading",
     )
     op.execute(REFRESH_POSITION)
+    op.execute(FOLD_SELF_REPORTS)
     op.execute(RECORD_FILL)
 
 
 def downgrade() -> None:
     op.execute(RECORD_FILL_0016)
+    op.execute(f"DROP FUNCTION trading.fold_self_reports({FOLD_SELF_REPORTS_ARGS})")
     op.execute(REFRESH_POSITION_0011)
     op.drop_column("positions", "open_cost", schema="trading")
     op.drop_column("positions", "open_qty", schema="trading")

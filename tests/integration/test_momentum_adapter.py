@@ -601,7 +601,9 @@ def test_signal_handler_stop_in_the_middle_of_a_call(
 # ------------------------------------------------------------------------------ attribution
 
 
-def test_client_order_id_attributes_listener_fills_to_momentum(tdb: Any, engine: Engine) -> None:
+def test_client_order_id_attributes_listener_fills_to_momentum(
+    tdb: Any, engine: Engine, db: Database, tmp_path: Path
+) -> None:
     link = tdb.client_order_id("entry", "BTCUSDT")  # the one line in place_order
     assert len(link) <= 36 and link.startswith("momentum_001:entry:")
     enter(tdb, "BTCUSDT_9", "BTCUSDT", 100000.0, 0.001)
@@ -633,6 +635,18 @@ def test_client_order_id_attributes_listener_fills_to_momentum(tdb: Any, engine:
             text("SELECT bot_id FROM trading.fills WHERE exec_id = :e"), {"e": wire["execId"]}
         ).scalar()
     assert owner == BOT
+    # One execution, one row: the exchange's copy supersedes the adapter's own entry fill
+    # (kept in the quarantine), so the position is not counted twice.
+    assert [f.exec_id for f in fills_of(engine)] == [wire["execId"], f"{BOT}:BTCUSDT_9:exit"]
+    assert count(engine, "audit.quarantined_fills", f"exec_id = '{BOT}:BTCUSDT_9:entry'") == 1
+    assert count(engine, "trading.positions", "size <> 0") == 0
+    # A restart does not book the superseded entry again as a fill "owed" by the crash path.
+    restarted = make_db(db, tmp_path)
+    try:
+        assert restarted.get_open_trades() == []
+    finally:
+        restarted.close()
+    assert [f.exec_id for f in fills_of(engine)] == [wire["execId"], f"{BOT}:BTCUSDT_9:exit"]
 
 
 # ------------------------------------------------------------------------------ outages

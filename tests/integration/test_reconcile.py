@@ -585,12 +585,14 @@ def test_unknown_copies_are_reattributed_and_the_window_ends_clean(writer: Write
 
 
 def self_report(f: FillInput, **over: Any) -> FillInput:
-    """A bot's own copy of an execution: no exchange id, the bot's clock, no fee."""
+    """A bot's own copy of an execution: no exchange id, the bot's clock, no fee, and no
+    orderLinkId (a report carrying the order's link id is folded into the exchange's copy by
+    the write path itself: tests/integration/test_self_reports.py)."""
     values = {
         "bot_id": BOT,
         "symbol": f.symbol,
         "order_id": f.order_id,
-        "client_order_id": f.client_order_id,
+        "client_order_id": "",
         "side": str(f.side),
         "exec_price": f.exec_price,
         "exec_qty": f.exec_qty,

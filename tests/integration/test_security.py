@@ -206,6 +206,36 @@ def test_a_bot_role_records_its_fills_with_fifo_lots_and_position(
     ) == [("Sell", Decimal("0.00500000"))]
 
 
+def test_a_bot_role_folds_its_own_report_into_the_exchange_execution(
+    sdb: Database, logins: Logins, tmp_path: Path
+) -> None:
+    """The bot's role may not delete fills; the fold (a SECURITY DEFINER function that can
+    only supersede a self-report by a stored exchange execution) still works for it."""
+    wp = write_path(logins, sdb, "shortseller", tmp_path, False)
+    link = "shortseller_001:entry:mh2x0a1c"
+    own = fill("Sell", "0.02", order_id="synthetic:shortseller_001:1", client_order_id=link)
+    exchange = fill("Sell", "0.02", exec_id="ex-sec-fold", client_order_id=link, fee="0.01")
+    outcomes = [wp.record_fill(own).outcome, wp.record_fill(exchange).outcome]
+    wp.close()
+    wp.engine.dispose()
+    assert outcomes == [Outcome.NEW, Outcome.NEW]
+    assert owner_rows(sdb, "SELECT exec_id FROM trading.fills") == [("ex-sec-fold",)]
+    assert owner_rows(sdb, "SELECT size FROM trading.positions") == [(Decimal("0.02"),)]
+    assert owner_rows(sdb, "SELECT exec_id FROM audit.quarantined_fills") == [(own.exec_id,)]
+    # Called directly with nothing to fold, it does nothing.
+    engine = logins.engine(sdb, "shortseller")
+    with engine.begin() as conn:
+        assert (
+            conn.execute(
+                text("SELECT trading.fold_self_reports('shortseller_001', 'BTCUSDT', :l, 'x')"),
+                {"l": link},
+            ).scalar()
+            is None
+        )
+    engine.dispose()
+    assert owner_rows(sdb, "SELECT count(*) FROM trading.fills") == [(1,)]
+
+
 @VIA
 def test_a_bot_role_writing_another_bots_rows_is_refused_by_the_database(
     sdb: Database, logins: Logins, tmp_path: Path, bouncer: bool
