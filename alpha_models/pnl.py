@@ -21,7 +21,12 @@ Ordering: fills are processed in :func:`fill_order_key` order, i.e. by
 incremental and rejects a fill older than the last one applied to the same
 ``(bot_id, symbol)``.
 
-Not thread-safe: use one :class:`FifoBook` per thread (or lock around it).
+:class:`SortedFifo` is the same matching for a caller whose fills are already sorted and
+unique (the store's rebuild from ``trading.fills``): plain columns in, round-trip totals
+out, no per-fill record; :func:`sorted_round_trips` turns its output into the same
+:class:`RoundTrip` and :class:`PositionState` values as :func:`rebuild` (tests hold it so).
+
+Not thread-safe: use one :class:`FifoBook` (or :class:`SortedFifo`) per thread.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 import gc
 import hashlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -63,10 +68,14 @@ __all__ = [
     "PositionState",
     "Realization",
     "RoundTrip",
+    "SortedFifo",
     "fill_order_key",
     "make_trade_id",
+    "position_state",
     "rebuild",
     "sort_fills",
+    "sorted_round_trips",
+    "trip_figures",
     "unrealized_pnl",
 ]
 
@@ -505,71 +514,129 @@ def _same_economics(a: PnlFill, b: PnlFill) -> bool:
     )
 
 
-def _finish_trip(trip: _Trip, side: str, last: PnlFill) -> RoundTrip:
-    """The RoundTrip of a trip that just returned to flat. Runs inside ``_EXACT``."""
-    first = trip.first
-    entry_notional = trip.entry_notional
-    total_fee = trip.entry_fee + trip.exit_fee
-    net = trip.gross - total_fee
-    held = last.exec_time - first.exec_time
+def trip_figures(
+    entry_notional: Decimal,
+    entry_qty: Decimal,
+    exit_notional: Decimal,
+    exit_qty: Decimal,
+    entry_fee: Decimal,
+    exit_fee: Decimal,
+    gross: Decimal,
+) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+    """``(entry_price, exit_price, total_commission, net_pnl, pnl_pct)`` of a round trip.
+
+    From its exact totals, with the rounding rules of the module docstring: the averages to
+    8 dp and ``pnl_pct`` (net over the exact entry notional, in percent) to 6 dp, half-even;
+    ``total_commission`` and ``net_pnl`` exact. Independent of the caller's decimal context.
+    """
     rnd = _ROUND
+    total_fee = _EXACT.add(entry_fee, exit_fee)
+    net = _EXACT.subtract(gross, total_fee)
+    return (
+        rnd.divide(entry_notional, entry_qty).quantize(_Q8, context=rnd),
+        rnd.divide(exit_notional, exit_qty).quantize(_Q8, context=rnd),
+        total_fee,
+        net,
+        rnd.divide(_EXACT.multiply(net, _HUNDRED), entry_notional).quantize(_Q6, context=rnd),
+    )
+
+
+def _round_trip(
+    trade_id: str,
+    side: str,
+    first: PnlFill,
+    last: PnlFill,
+    totals: tuple[Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, int, int],
+) -> RoundTrip:
+    """The RoundTrip of a trip that just returned to flat, from ``(entry_qty, entry_notional,
+    entry_fee, exit_qty, exit_notional, exit_fee, gross, n_entries, n_exits)``."""
+    eq, en, ef, xq, xn, xf, gross, n_entries, n_exits = totals
+    entry_price, exit_price, total_fee, net, pct = trip_figures(en, eq, xn, xq, ef, xf, gross)
+    held = last.exec_time - first.exec_time
     return _new_round_trip(
-        trip.trade_id,
+        trade_id,
         first.bot_id,
         first.symbol,
         side,
         SELL if side == BUY else BUY,
-        rnd.divide(entry_notional, trip.entry_qty).quantize(_Q8, context=rnd),
-        trip.entry_qty,
+        entry_price,
+        eq,
         first.exec_time,
         first.reason,
-        trip.entry_fee,
+        ef,
         first.order_id,
         first.client_order_id,
-        rnd.divide(trip.exit_notional, trip.exit_qty).quantize(_Q8, context=rnd),
-        trip.exit_qty,
+        exit_price,
+        xq,
         last.exec_time,
         last.reason,
-        trip.exit_fee,
+        xf,
         last.order_id,
         last.client_order_id,
-        trip.gross,
+        gross,
         total_fee,
         net,
-        rnd.divide(net * _HUNDRED, entry_notional).quantize(_Q6, context=rnd),
+        pct,
         held.days * 86400 + held.seconds,  # floor of the duration in whole seconds
-        trip.n_entries,
-        trip.n_exits,
+        n_entries,
+        n_exits,
     )
 
 
-def _snapshot(book: _Book) -> PositionState:
-    """The PositionState of a book. Runs inside ``_EXACT``."""
-    if not book.lots:
-        return PositionState(book.bot_id, book.symbol, FLAT, _ZERO, None, ())
-    side = book.side
+def _finish_trip(trip: _Trip, side: str, last: PnlFill) -> RoundTrip:
+    """The RoundTrip of a trip that just returned to flat."""
+    return _round_trip(
+        trip.trade_id,
+        side,
+        trip.first,
+        last,
+        (
+            trip.entry_qty,
+            trip.entry_notional,
+            trip.entry_fee,
+            trip.exit_qty,
+            trip.exit_notional,
+            trip.exit_fee,
+            trip.gross,
+            trip.n_entries,
+            trip.n_exits,
+        ),
+    )
+
+
+def position_state(
+    bot_id: str, symbol: str, side: str, size: Decimal, lots: tuple[OpenLot, ...]
+) -> PositionState:
+    """The PositionState of open ``lots`` (oldest first) of total ``size``; flat if none."""
+    if not lots:
+        return PositionState(bot_id, symbol, FLAT, _ZERO, None, ())
     notional = _ZERO
-    lots: list[OpenLot] = []
-    for lot in book.lots:
-        notional += lot.price * lot.remaining
-        entry = lot.fill
-        lots.append(
-            _new_open_lot(
-                book.bot_id,
-                book.symbol,
-                side,
-                entry.exec_id,
-                entry.exec_time,
-                lot.price,
-                lot.original_qty,
-                lot.remaining,
-                lot.remaining_fee,
-                entry.fill_id,
-                entry.order_id,
-            )
+    for lot in lots:
+        notional = _EXACT.add(notional, _EXACT.multiply(lot.price, lot.remaining_qty))
+    avg = _ROUND.divide(notional, size).quantize(_Q8, context=_ROUND)
+    return PositionState(bot_id, symbol, side, size, avg, lots)
+
+
+def _snapshot(book: _Book) -> PositionState:
+    """The PositionState of a book."""
+    side = book.side
+    lots = tuple(
+        _new_open_lot(
+            book.bot_id,
+            book.symbol,
+            side,
+            lot.fill.exec_id,
+            lot.fill.exec_time,
+            lot.price,
+            lot.original_qty,
+            lot.remaining,
+            lot.remaining_fee,
+            lot.fill.fill_id,
+            lot.fill.order_id,
         )
-    avg = _ROUND.divide(notional, book.size).quantize(_Q8, context=_ROUND)
-    return PositionState(book.bot_id, book.symbol, side, book.size, avg, tuple(lots))
+        for lot in book.lots
+    )
+    return position_state(book.bot_id, book.symbol, side, book.size, lots)
 
 
 # --------------------------------------------------------------------------- public engine
@@ -800,3 +867,316 @@ def rebuild(fills: Iterable[PnlFill]) -> PnlResult:
     with _gc_paused():
         book.apply_all(sort_fills(fills))
         return book.result()
+
+
+# --------------------------------------------------------------------------- sorted fast path
+#
+# The store's rebuild reads fills that are already in processing order, with unique exec_ids
+# (a unique constraint) and values from constrained columns. For that input the checks of
+# FifoBook.apply are facts, and no Realization is needed (a round trip carries the sums).
+# SortedFifo runs the very same arithmetic as FifoBook._apply on plain columns, one decimal
+# context per batch and no record per fill; tests check that it derives equal round trips and
+# positions.
+
+ClosedTrip = tuple[
+    Any,  # key of the (bot_id, symbol) pair, as given
+    bool,  # True: a long trip (entries are buys)
+    Any,  # ref of the first entry fill
+    Any,  # ref of the fill that brought the pair back to flat
+    Decimal,  # entry_qty
+    Decimal,  # entry_notional (exact)
+    Decimal,  # entry_fee
+    Decimal,  # exit_qty
+    Decimal,  # exit_notional (exact)
+    Decimal,  # exit_fee
+    Decimal,  # gross (exact)
+    int,  # n_entries
+    int,  # n_exits
+]
+"""A completed trip of :class:`SortedFifo`: the totals :func:`trip_figures` takes."""
+
+OpenRunLot = tuple[Any, Decimal, Decimal, Decimal, Decimal]
+"""``(ref, price, original_qty, remaining_qty, remaining_entry_fee)`` of an open lot."""
+
+OpenRun = tuple[Any, bool, Any, ClosedTrip, tuple[OpenRunLot, ...]]
+"""``(key, long, first_ref, totals so far, lots)`` of a pair that is not flat."""
+
+
+class _Run:
+    """One pair of :class:`SortedFifo`: side (None when flat), lots, the open trip's sums."""
+
+    __slots__ = ("ef", "en", "eq", "first", "gross", "lots", "ne", "nx", "side", "xf", "xn", "xq")
+
+    def __init__(self) -> None:
+        self.side: bool | None = None
+        # [price, original_qty, remaining, fee, partial consumptions or None, ref]
+        self.lots: deque[list[Any]] = deque()
+        self.first: Any = None
+        self.eq = self.en = self.ef = self.xq = self.xn = self.xf = self.gross = _ZERO
+        self.ne = self.nx = 0
+
+
+class SortedFifo:
+    """FIFO matching over fills that arrive in processing order, as plain columns.
+
+    For fills in :func:`fill_order_key` order with unique ``exec_id`` values (what
+    :func:`rebuild` sorts and deduplicates into), :meth:`feed` derives exactly the round trips
+    of :class:`FifoBook`, as :data:`ClosedTrip` totals; fills need not be :class:`PnlFill`
+    objects and nothing is validated or checked for order (the caller guarantees both).
+    ``key`` identifies the ``(bot_id, symbol)`` pair and ``ref`` the fill, for the caller to
+    look up ids, times and reasons; ``buys`` are exact booleans (``True``: a buy).
+    Batches may follow one another; the state carries over.
+
+    The arithmetic is FifoBook's, operation for operation. Two pro-rata fee splits are only
+    computed when their result is used, from the pieces recorded meanwhile: the entry fee
+    left on a partly consumed lot (it matters only while the lot stays open: a lot that is
+    used up gives its pieces the rest), and the exit fee of the pieces of a fill that empties
+    several lots (it matters only when the fill flips the position: otherwise its last piece
+    takes what is left and the trip gets the whole fee).
+    """
+
+    __slots__ = ("_runs",)
+
+    def __init__(self) -> None:
+        self._runs: dict[Any, _Run] = {}
+
+    def keys(self) -> list[Any]:
+        """Every pair key fed so far (flat or not)."""
+        return list(self._runs)
+
+    def feed(
+        self,
+        keys: Iterable[Any],
+        buys: Iterable[bool],
+        prices: Iterable[Decimal],
+        qtys: Iterable[Decimal],
+        fees: Iterable[Decimal],
+        refs: Iterable[Any],
+    ) -> list[ClosedTrip]:
+        """Apply one batch of fills (parallel columns); return the trips it completed."""
+        out: list[ClosedTrip] = []
+        with localcontext(_EXACT):
+            self._feed(zip(keys, buys, prices, qtys, fees, refs, strict=True), out)
+        return out
+
+    def _feed(
+        self, rows: Iterable[tuple[Any, bool, Decimal, Decimal, Decimal, Any]], out: list[Any]
+    ) -> None:
+        # FifoBook._apply's arithmetic, in the same order; runs inside _EXACT.
+        runs = self._runs
+        get = runs.get
+        emit = out.append
+        zero = _ZERO
+        for key, buy, price, qty, fee, ref in rows:
+            run = get(key)
+            if run is None:
+                run = runs[key] = _Run()
+            side = run.side
+            if side is None:  # flat: a new round trip
+                run.side = buy
+                run.lots.append([price, qty, qty, fee, None, ref])
+                run.first = ref
+                run.eq = qty
+                run.en = price * qty
+                run.ef = fee
+                run.xq = run.xn = run.xf = run.gross = zero
+                run.ne = 1
+                run.nx = 0
+                continue
+            if side is buy:  # scale in
+                run.lots.append([price, qty, qty, fee, None, ref])
+                run.eq += qty
+                run.en += price * qty
+                run.ef += fee
+                run.ne += 1
+                continue
+            # Closing (and possibly flipping): consume the oldest lots first.
+            lots = run.lots
+            lot = lots[0]
+            lot_remaining = lot[2]
+            if qty < lot_remaining:  # a part of the oldest lot: one piece, the trip goes on
+                if lot[3]:  # its entry fee is split when the lot's state is read
+                    if lot[4] is None:
+                        lot[4] = [qty]
+                    else:
+                        lot[4].append(qty)
+                lot[2] = lot_remaining - qty
+                run.xq += qty - zero  # FifoBook's sums, term for term (same exponents)
+                run.xn += price * qty
+                run.gross += zero + ((price - lot[0]) * qty if side else (lot[0] - price) * qty)
+                run.nx += 1
+                run.xf += fee - zero
+                continue
+            remaining = qty
+            gross_sum = zero
+            emptied: list[Decimal] | None = None  # pieces that used up a lot, not the fill
+            while True:
+                lot = lots[0]
+                lot_remaining = lot[2]
+                if lot_remaining <= remaining:  # the lot is used up
+                    q = lot_remaining
+                    lots.popleft()
+                else:
+                    q = remaining
+                    if lot[3]:  # its entry fee is split when the lot's state is read
+                        if lot[4] is None:
+                            lot[4] = [q]
+                        else:
+                            lot[4].append(q)
+                    lot[2] = lot_remaining - q
+                remaining -= q
+                gross_sum += (price - lot[0]) * q if side else (lot[0] - price) * q
+                if not remaining:  # the fill is used up: this piece takes the fee left
+                    break
+                if emptied is None:
+                    emptied = [q]
+                else:
+                    emptied.append(q)
+                if not lots:
+                    break
+            closed = qty - remaining
+            run.xq += closed
+            run.xn += price * closed
+            run.gross += gross_sum
+            run.nx += 1
+            if not remaining:
+                run.xf += fee - zero
+                if lots:
+                    continue
+                emit(
+                    (
+                        key,
+                        side,
+                        run.first,
+                        ref,
+                        run.eq,
+                        run.en,
+                        run.ef,
+                        run.xq,
+                        run.xn,
+                        run.xf,
+                        run.gross,
+                        run.ne,
+                        run.nx,
+                    )
+                )
+                run.side = None
+                continue
+            # A flip: the pieces' exit fees are split now; the rest opens the other side.
+            fee_left = fee
+            if fee:
+                rnd = _ROUND
+                for q in emptied or ():
+                    fee_left -= rnd.divide(fee * q, qty).quantize(_Q8, context=rnd)
+            run.xf += fee - fee_left
+            emit(
+                (
+                    key,
+                    side,
+                    run.first,
+                    ref,
+                    run.eq,
+                    run.en,
+                    run.ef,
+                    run.xq,
+                    run.xn,
+                    run.xf,
+                    run.gross,
+                    run.ne,
+                    run.nx,
+                )
+            )
+            run.side = buy
+            lots.append([price, remaining, remaining, fee_left, None, ref])
+            run.first = ref
+            run.eq = remaining
+            run.en = price * remaining
+            run.ef = fee_left
+            run.xq = run.xn = run.xf = run.gross = zero
+            run.ne = 1
+            run.nx = 0
+
+    def open_runs(self) -> list[OpenRun]:
+        """The pairs that are not flat, in first-seen order, with their open trip and lots."""
+        out: list[OpenRun] = []
+        rnd = _ROUND
+        with localcontext(_EXACT):
+            for key, run in self._runs.items():
+                if run.side is None:
+                    continue
+                totals: ClosedTrip = (
+                    key,
+                    run.side,
+                    run.first,
+                    None,
+                    run.eq,
+                    run.en,
+                    run.ef,
+                    run.xq,
+                    run.xn,
+                    run.xf,
+                    run.gross,
+                    run.ne,
+                    run.nx,
+                )
+                lots = []
+                for price, original, remaining, fee, pieces, ref in run.lots:
+                    remaining_fee = fee
+                    for q in pieces or ():  # FifoBook's split, piece by piece
+                        remaining_fee -= rnd.divide(fee * q, original).quantize(_Q8, context=rnd)
+                    lots.append((ref, price, original, remaining, remaining_fee))
+                out.append((key, run.side, run.first, totals, tuple(lots)))
+        return out
+
+
+def sorted_round_trips(
+    fills: Sequence[PnlFill],
+) -> tuple[tuple[RoundTrip, ...], tuple[PositionState, ...]]:
+    """Round trips (completion order) and positions (as :meth:`FifoBook.positions`) of fills
+    already in :func:`fill_order_key` order with unique exec_ids, through :class:`SortedFifo`.
+
+    Equal to ``rebuild(fills).round_trips`` / ``.positions`` for such input (the reference);
+    nothing is checked.
+    """
+    fifo = SortedFifo()
+    with _gc_paused():
+        closed = fifo.feed(
+            ((f.bot_id, f.symbol) for f in fills),
+            (f.side == BUY for f in fills),
+            (f.price for f in fills),
+            (f.qty for f in fills),
+            (f.fee for f in fills),
+            fills,
+        )
+        trips = tuple(_round_trip_of(c) for c in closed)
+        states = {key: position_state(key[0], key[1], FLAT, _ZERO, ()) for key in fifo.keys()}
+        for key, long, _, _, lots in fifo.open_runs():
+            side = BUY if long else SELL
+            size = _ZERO
+            open_lots = []
+            for ref, price, original, remaining, remaining_fee in lots:
+                size = _EXACT.add(size, remaining)
+                open_lots.append(
+                    _new_open_lot(
+                        key[0],
+                        key[1],
+                        side,
+                        ref.exec_id,
+                        ref.exec_time,
+                        price,
+                        original,
+                        remaining,
+                        remaining_fee,
+                        ref.fill_id,
+                        ref.order_id,
+                    )
+                )
+            states[key] = position_state(key[0], key[1], side, size, tuple(open_lots))
+        return trips, tuple(states[key] for key in sorted(states))
+
+
+def _round_trip_of(closed: ClosedTrip) -> RoundTrip:
+    first: PnlFill = closed[2]
+    last: PnlFill = closed[3]
+    trade_id = make_trade_id(first.bot_id, first.symbol, first.exec_id)
+    return _round_trip(trade_id, BUY if closed[1] else SELL, first, last, closed[4:])

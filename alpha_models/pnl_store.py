@@ -26,35 +26,57 @@ engine's round trips:
   not fit ``numeric(10,6)`` (a move of 10,000 % or more) is stored as NULL. An empty
   entry or exit reason is stored as NULL.
 
-Speed: fills are streamed with ``COPY ... TO STDOUT`` and parsed column-wise; the values
-come from ``numeric(20,8)`` / ``timestamptz`` columns with ``CHECK (> 0)`` constraints, so
-they already satisfy :class:`~alpha_models.pnl.PnlFill`'s validation and are built without
-repeating it. Large rebuilds are split by ``(bot_id, symbol)`` over worker processes that
-read one exported snapshot (the FIFO books of different pairs are independent); the round
-trips are written with ``COPY`` into a temporary table and merged with three set-based
-statements in one transaction.
+Speed (1,000,000 fills, 222,396 round trips: ``benchmarks/bench_analytics.py``): the
+fills are streamed with ``COPY ... TO STDOUT`` and handled in batches while the stream is
+still arriving: parsed column-wise (their values come from ``numeric(20,8)`` /
+``timestamptz`` columns with ``CHECK (> 0)`` and a unique ``exec_id``, so they already
+satisfy what :class:`~alpha_models.pnl.FifoBook` checks) and run through
+:class:`~alpha_models.pnl.SortedFifo`, the same arithmetic on plain columns. Each round trip
+is rendered once, as the COPY text line PostgreSQL itself prints for the row it becomes.
+A thread writes those lines while the next batches are derived:
+
+- a first rebuild (no row of this source in scope) sends them with ``COPY`` straight into
+  ``completed_trades``, in ``(exit_time, trade_id)`` order, the order (so the ids) the
+  merge's INSERT gives; the keys of other sources' rows are checked beforehand, in memory.
+  The server's index maintenance of those inserts is most of the work, and runs alongside
+  the deriving (which then takes one core fewer: :func:`default_workers`);
+- otherwise the stored rows are read in the same text, and only new and changed lines go
+  to a temporary table, merged with three set-based statements. A rebuild that changes
+  nothing writes nothing.
+
+Large rebuilds are split by ``(bot_id, symbol)`` over worker processes that read one
+exported snapshot (the FIFO books of different pairs are independent) and stream their
+rows to the calling process. Everything happens in one transaction.
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import dataclasses
 import gc
-import io
 import logging
 import multiprocessing
 import os
+import queue
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
-from itertools import repeat
-from operator import attrgetter
+from decimal import (
+    ROUND_HALF_EVEN,
+    ROUND_HALF_UP,
+    Context,
+    Decimal,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
+from itertools import pairwise, repeat
 from typing import Any, Final
 
 from sqlalchemy.engine import Connection, Engine
@@ -63,7 +85,19 @@ from sqlalchemy.exc import DBAPIError
 from alpha_models.db import translate_error
 from alpha_models.errors import DatabaseError, ValidationError
 from alpha_models.inputs import UNKNOWN_BOT, ExecType
-from alpha_models.pnl import FifoBook, OpenLot, PnlFill, PositionState, RoundTrip, unrealized_pnl
+from alpha_models.pnl import (
+    BUY,
+    SELL,
+    TRADE_ID_MAX_LEN,
+    ClosedTrip,
+    OpenLot,
+    PnlFill,
+    PositionState,
+    SortedFifo,
+    make_trade_id,
+    position_state,
+    unrealized_pnl,
+)
 
 __all__ = [
     "SOURCE",
@@ -85,13 +119,18 @@ TRADE_EXEC_TYPES: Final = tuple(sorted(t.value for t in ExecType if t.is_trade))
 """``fills.exec_type`` values read as trades (everything but ``Funding``)."""
 
 PARALLEL_MIN_FILLS: Final = 200_000
-"""Below this many fills the rebuild runs in the calling process (workers cost ~1 s)."""
+"""Below this many fills the rebuild runs in the calling process (a worker costs ~1 s)."""
 
 _LOCK_KEY: Final = 0x616C_7068_6101  # pg_advisory_xact_lock key: one rebuild at a time
 _Q8: Final = Decimal("1E-8")
+_Q6: Final = Decimal("1E-6")
 _PCT_LIMIT: Final = Decimal(10_000)  # numeric(10,6): |value| < 10^4
 _WIDE: Final = Context(prec=100)  # products of 8-dp values stay exact
+# pnl.trip_figures' rounding: a quotient to 100 digits, then half-even at the column's scale.
+_QUOTIENT: Final = Context(prec=100, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow])
+_HUNDRED: Final = Decimal(100)
 _CHUNK_ROWS: Final = 50_000
+_STREAM_ROWS: Final = 20_000  # fills per batch of the rebuild: its trips go out as one message
 
 TRIP_COLUMNS: Final = (
     "trade_id",
@@ -119,12 +158,39 @@ TRIP_COLUMNS: Final = (
     "total_commission",
     "holding_duration_seconds",
 )
+"""The columns a derived round trip sets (with ``source``); the others take their defaults."""
 _COMPARED = TRIP_COLUMNS[1:]
-_GENERATED: Final = frozenset(
-    {"exit_side", "net_pnl", "total_commission", "holding_duration_seconds"}
+_ROW_COLUMNS: Final = (
+    "trade_id",
+    "bot_id",
+    "symbol",
+    "entry_order_id",
+    "entry_client_order_id",
+    "entry_side",
+    "entry_time",
+    "entry_reason",
+    "exit_order_id",
+    "exit_client_order_id",
+    "exit_side",
+    "exit_time",
+    "exit_reason",
+    "holding_duration_seconds",
+    "source",
+    "pnl_pct",
+    "entry_price",
+    "entry_qty",
+    "entry_commission",
+    "exit_price",
+    "exit_qty",
+    "exit_commission",
+    "gross_pnl",
+    "net_pnl",
+    "total_commission",
 )
-COPIED_COLUMNS: Final = tuple(c for c in TRIP_COLUMNS if c not in _GENERATED)
-"""Columns sent with COPY; the temporary table computes the others (less text to format)."""
+"""One row of the rebuild in COPY text, as PostgreSQL itself prints it (see ``_Share``): the
+columns of :data:`TRIP_COLUMNS` and ``source``, the ``numeric(20,8)`` ones last."""
+if sorted(_ROW_COLUMNS) != sorted((*TRIP_COLUMNS, "source")):  # pragma: no cover
+    raise RuntimeError("_ROW_COLUMNS must be TRIP_COLUMNS and source")
 
 _TEMP_TABLE_DDL: Final = """CREATE TEMP TABLE alpha_derived_trips (
     trade_id varchar(100) NOT NULL,
@@ -140,25 +206,23 @@ _TEMP_TABLE_DDL: Final = """CREATE TEMP TABLE alpha_derived_trips (
     entry_commission numeric(20,8) NOT NULL,
     exit_order_id varchar(100),
     exit_client_order_id varchar(100),
-    exit_side varchar(10) GENERATED ALWAYS AS
-        (CASE entry_side WHEN 'Buy' THEN 'Sell' ELSE 'Buy' END) STORED,
+    exit_side varchar(10) NOT NULL,
     exit_price numeric(20,8) NOT NULL,
     exit_qty numeric(20,8) NOT NULL,
     exit_time timestamptz NOT NULL,
     exit_reason varchar(50),
     exit_commission numeric(20,8) NOT NULL,
     gross_pnl numeric(20,8) NOT NULL,
-    net_pnl numeric(20,8) GENERATED ALWAYS AS
-        (gross_pnl - entry_commission - exit_commission) STORED,
+    net_pnl numeric(20,8) NOT NULL,
     pnl_pct numeric(10,6),
-    total_commission numeric(20,8) GENERATED ALWAYS AS
-        (entry_commission + exit_commission) STORED,
-    holding_duration_seconds integer GENERATED ALWAYS AS
-        (floor(extract(epoch FROM exit_time - entry_time))::integer) STORED
+    total_commission numeric(20,8) NOT NULL,
+    holding_duration_seconds integer NOT NULL,
+    source varchar(20) NOT NULL
 ) ON COMMIT DROP"""
 
 _cols = ", ".join(TRIP_COLUMNS)
 _t_cols = ", ".join(f"t.{c}" for c in TRIP_COLUMNS)
+_c_cols = ", ".join(f"c.{c}" for c in _ROW_COLUMNS)
 _CONFLICTS_SQL: Final = f"""WITH conflict AS (
     SELECT t.trade_id, c.trade_id AS other_trade_id, c.source AS other_source,
            'trade_id_taken' AS reason
@@ -179,10 +243,10 @@ SELECT DISTINCT ON (d.trade_id) d.trade_id, d.bot_id, d.symbol, d.entry_time, d.
   FROM dropped d JOIN conflict x ON x.trade_id = d.trade_id
  ORDER BY d.trade_id, x.reason"""
 
-# {scope} is an SQL fragment with %s placeholders (values bound by the driver).
+# {scope}, {ids}, {pairs}: SQL fragments with %s placeholders (values bound by the driver).
 _DELETE_SQL: Final = f"""DELETE FROM trading.completed_trades c
  WHERE c.source = '{SOURCE}' AND {{scope}}
-   AND NOT EXISTS (SELECT 1 FROM alpha_derived_trips t WHERE t.trade_id = c.trade_id)"""
+   AND (c.trade_id = ANY({{ids}}::text[]) OR NOT {{pairs}})"""
 
 _UPDATE_SQL: Final = f"""UPDATE trading.completed_trades c
    SET ({", ".join(_COMPARED)}) = ({", ".join(f"t.{col}" for col in _COMPARED)}),
@@ -196,6 +260,24 @@ _INSERT_SQL: Final = f"""INSERT INTO trading.completed_trades ({_cols}, source)
 SELECT {_t_cols}, '{SOURCE}' FROM alpha_derived_trips t
  WHERE NOT EXISTS (SELECT 1 FROM trading.completed_trades c WHERE c.trade_id = t.trade_id)
  ORDER BY t.exit_time, t.trade_id"""
+
+_COPY_TEMP_SQL: Final = f"COPY alpha_derived_trips ({', '.join(_ROW_COLUMNS)}) FROM STDIN"
+_COPY_DIRECT_SQL: Final = f"COPY trading.completed_trades ({', '.join(_ROW_COLUMNS)}) FROM STDIN"
+
+# The (bot_id, symbol) pairs with fills, from the index on (bot_id, symbol, ...), one probe
+# per pair instead of a scan of every fill.
+_PAIRS_SQL: Final = """WITH RECURSIVE p(bot_id, symbol) AS (
+    (SELECT f.bot_id, f.symbol FROM trading.fills f ORDER BY f.bot_id, f.symbol LIMIT 1)
+  UNION ALL
+    SELECT n.bot_id, n.symbol FROM p CROSS JOIN LATERAL (
+        SELECT f.bot_id, f.symbol FROM trading.fills f
+         WHERE (f.bot_id, f.symbol) > (p.bot_id, p.symbol)
+         ORDER BY f.bot_id, f.symbol LIMIT 1) n
+)
+SELECT p.bot_id, p.symbol FROM p WHERE {scope} ORDER BY 1, 2"""
+
+_ANY_STORED_SQL: Final = f"""SELECT EXISTS (SELECT 1 FROM trading.completed_trades c
+ WHERE c.source = '{SOURCE}' AND {{scope}})"""
 
 _trade_types_sql = ", ".join(f"'{t}'" for t in TRADE_EXEC_TYPES)
 _COUNT_SQL: Final = f"""SELECT f.bot_id, f.symbol,
@@ -211,6 +293,39 @@ _READ_SQL: Final = f"""COPY (SELECT f.id, f.exec_id, f.bot_id, f.symbol, f.side,
  WHERE f.exec_type IN ({_trade_types_sql}) AND {{scope}}
  ORDER BY f.exec_time, f.id) TO STDOUT"""
 _N_READ: Final = 12
+
+# The rebuild's read: the values the FIFO needs first, then the ones only the first and last
+# fill of a trip (and open lots) need. {where} selects a share's fills: the rebuild's scope
+# (one share: the index on exec_time gives the order, rows flow at once) or its pairs.
+_STREAM_SQL: Final = f"""COPY (SELECT f.bot_id, f.symbol, f.side, f.exec_price, f.exec_qty,
+       f.commission, f.exec_id, f.exec_time, f.order_id, f.client_order_id,
+       coalesce(f.close_reason, '')
+  FROM trading.fills f
+ WHERE f.exec_type IN ({_trade_types_sql}) AND {{where}}{{since}}
+ ORDER BY f.exec_time, f.id{{limit}}) TO STDOUT"""
+_AHEAD: Final = 6
+"""Batches of rows the deriving may be ahead of the writing: a writer that falls behind
+slows the deriving down (its server process then has a core to itself), never the reverse."""
+_FIRST_ROWS: Final = 100_000
+"""The stream's first statement stops here: a bounded sort, so rows flow at once, and enough
+trips to keep the writer busy while the rest is sorted."""
+_N_STREAM: Final = 11
+
+# The rows this rebuild owns for a share's pairs, in the text the share renders its rows in.
+_STORED_SQL: Final = f"""COPY (SELECT {_c_cols} FROM trading.completed_trades c
+  JOIN unnest(%s::text[], %s::text[]) AS p(b, s) ON p.b = c.bot_id AND p.s = c.symbol
+ WHERE c.source = '{SOURCE}') TO STDOUT"""
+
+# Rows of other sources: a derived trip must not take their trade_id or unique_trade key.
+_OTHERS_SQL: Final = f"""COPY (SELECT c.trade_id, c.source, c.bot_id, c.symbol, c.entry_time,
+       c.exit_time FROM trading.completed_trades c
+ WHERE c.source IS DISTINCT FROM '{SOURCE}') TO STDOUT"""
+
+# Text as PostgreSQL prints it: ISO dates in UTC. No JIT: compiling costs more than it saves.
+_SESSION_SQL: Final = (
+    "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO'; SET LOCAL jit = off; "
+    "SET LOCAL work_mem = '64MB'"
+)
 
 
 class SkipReason:
@@ -441,27 +556,13 @@ def _parse_chunk(chunks: list[bytes], out: list[PnlFill]) -> None:
     out.extend(objs)
 
 
-# --------------------------------------------------------------------------- deriving trips
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    """One worker's share: its pairs' fills in the exported snapshot."""
-
-    dsn: str
-    snapshot: str
-    where_sql: str  # a WHERE fragment on alias f, values inlined by the driver
-    registered: frozenset[str]
-
-
-@dataclass(slots=True)
-class _Derived:
-    fills: int = 0
-    trips: int = 0
-    copy_rows: bytes = b""
-    skipped: list[SkippedTrip] = field(default_factory=list)
-    realized: dict[str, list[Any]] = field(default_factory=dict)  # [n, net, open_net, fees]
-    open_positions: list[PositionState] = field(default_factory=list)
+# --------------------------------------------------------------------------- rows as text
+#
+# A share renders each round trip as one line of COPY text exactly as PostgreSQL prints the
+# row it becomes (``_ROW_COLUMNS``): numbers at their column's scale, times as the fills'
+# own text (the same type, printed in the same session settings), strings escaped as COPY
+# escapes them. The line is what is written, and comparing it with the printed stored row
+# tells whether that row changes, without a round trip through the database.
 
 
 @contextmanager
@@ -476,127 +577,481 @@ def _gc_paused() -> Iterator[None]:
 
 
 _TEXT_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_OUT_ESCAPES: Final = str.maketrans(
+    {"\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+)
 _NULL: Final = "\\N"
 
 
-def _text(values: list[str | None], *, empty_is_null: bool = False) -> list[str]:
-    """A column of strings in COPY text format: escaped where needed, None as ``\\N``."""
-    if empty_is_null:
-        values = [v or None for v in values]
-    joined = "".join([v for v in values if v] if None in values else values)  # type: ignore[arg-type]
-    if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined:
-        table = _TEXT_ESCAPES
-        values = [None if v is None else v.translate(table) for v in values]
-    if None in values:
-        return [_NULL if v is None else v for v in values]
-    return values  # type: ignore[return-value]
+def _out_text(value: str) -> str:
+    """A text value as ``COPY ... TO`` prints it (and as ``COPY ... FROM`` reads it back)."""
+    return value.translate(_OUT_ESCAPES)
 
 
-def _pct(values: Iterable[Decimal]) -> Iterator[str]:
-    for v in values:
-        yield str(v) if -_PCT_LIMIT < v < _PCT_LIMIT else "\\N"
+def _scaled(value: Decimal, quantum: Decimal) -> str:
+    """``numeric_out`` of ``value`` stored at the scale of ``quantum`` (PostgreSQL rounds
+    half away from zero on input); zero without a sign."""
+    stored = value.quantize(quantum, ROUND_HALF_UP, _WIDE)
+    return format(stored.copy_abs() if not stored else stored, "f")
 
 
-def _q8(values: Iterable[Decimal]) -> list[Decimal]:
-    quantize = Decimal.quantize
-    return list(map(quantize, values, repeat(_Q8), repeat(ROUND_HALF_EVEN)))
+def _n8(value: Decimal) -> str:
+    """A ``numeric(20,8)`` value as PostgreSQL prints it (``str`` already does, for the values
+    read from such columns and their exact sums: exponent -8, not tiny)."""
+    text = str(value)
+    if text[-9:-8] != "." or "E" in text:
+        return _scaled(value, _Q8)
+    return text
 
 
-def _copy_rows(trips: Sequence[RoundTrip]) -> bytes:
-    """COPY text of the trips, in :data:`COPIED_COLUMNS` order."""
-    if not trips:
-        return b""
-
-    def col(name: str) -> list[Any]:
-        return list(map(attrgetter(name), trips))
-
-    iso = datetime.isoformat
-    columns: list[Iterable[str]] = [
-        _text(col("trade_id")),
-        _text(col("bot_id")),
-        _text(col("symbol")),
-        _text(col("entry_order_id")),
-        _text(col("entry_client_order_id")),
-        col("entry_side"),
-        map(str, col("entry_price")),
-        map(str, col("entry_qty")),
-        map(iso, col("entry_time")),
-        _text(col("entry_reason"), empty_is_null=True),
-        map(str, col("entry_commission")),
-        _text(col("exit_order_id")),
-        _text(col("exit_client_order_id")),
-        map(str, col("exit_price")),
-        map(str, col("exit_qty")),
-        map(iso, col("exit_time")),
-        _text(col("exit_reason"), empty_is_null=True),
-        map(str, col("exit_commission")),
-        map(str, _q8(col("gross_pnl"))),
-        _pct(col("pnl_pct")),
-    ]
-    lines = map("\t".join, zip(*columns, strict=True))
-    return ("\n".join(lines) + "\n").encode("utf-8")
+def _n6(value: Decimal) -> str:
+    """A ``numeric(10,6)`` value as PostgreSQL prints it."""
+    text = str(value)
+    if text[-7:-6] != "." or "E" in text:
+        return _scaled(value, _Q6)
+    return text
 
 
-def _derive(fills: list[PnlFill], registered: frozenset[str]) -> _Derived:
-    """Run the FIFO engine over fills already in ``(exec_time, id)`` order.
+# --------------------------------------------------------------------------- deriving trips
 
-    ``FifoBook.apply_all`` on that order is exactly :func:`~alpha_models.pnl.rebuild`
-    without its sort (ids are unique, so ``(exec_time, id)`` is ``fill_order_key``).
+
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    """One ``(bot_id, symbol)`` of a share, with its text forms."""
+
+    bot_id: str
+    symbol: str
+    bot_text: str
+    symbol_text: str
+    prefix: str | None  # "bot:symbol:" when neither needs an escape, else None
+    registered: bool
+
+
+@dataclass(slots=True)
+class _ShareResult:
+    """What one share derived, besides the rows it sent."""
+
+    fills: int = 0
+    trips: int = 0
+    unchanged: int = 0
+    skipped: list[SkippedTrip] = field(default_factory=list)
+    realized: dict[str, list[Any]] = field(default_factory=dict)  # [n, net, open_net, fees]
+    open_positions: list[PositionState] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)  # stored trade_ids no longer derived
+
+
+_Row = tuple[str, str, str]  # (exit_time text, trade_id text, COPY line)
+_Emit = Callable[[tuple[Any, ...]], None]
+
+
+class _Numbers:
+    """``Decimal`` of a column's strings, with a cache while values repeat (sizes, zero
+    fees): parsing is dropped for good once half of a batch's values are new."""
+
+    __slots__ = ("_cache",)
+    _LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Decimal] | None = {}
+
+    def parse(self, values: list[str]) -> Iterable[Decimal]:
+        cache = self._cache
+        if cache is None:
+            return map(Decimal, values)
+        new = set(values).difference(cache)
+        if len(new) * 2 > len(values) or len(cache) + len(new) > self._LIMIT:
+            self._cache = None
+            return map(Decimal, values)
+        for value in new:
+            cache[value] = Decimal(value)  # immutable: one object for every equal string
+        return map(cache.__getitem__, values)
+
+
+class _Share:
+    """The fills of some ``(bot_id, symbol)`` pairs, streamed through the FIFO engine.
+
+    :meth:`run` reads, on the given cursor, the rows of other sources (their keys must stay
+    free), the stored rows of these pairs when ``compare`` (so that only new and changed
+    rows leave), then the fills with ``COPY``, and handles them ``_STREAM_ROWS`` at a time
+    while the stream is still arriving: each batch is parsed column-wise, run through
+    :class:`~alpha_models.pnl.SortedFifo`, and its completed round trips are rendered and
+    passed to ``emit`` as ``("rows", src, watermark, rows)``: ``rows`` sorted by (exit time,
+    trade_id), every later row of this share exiting at or after ``watermark``.
     """
-    book = FifoBook()
-    book.apply_all(fills)
-    result = book.result()
-    out = _Derived(fills=len(fills), trips=len(result.round_trips))
-    keep: list[RoundTrip] = []
-    closed_ids = set()
-    realized = out.realized
-    for trip in result.round_trips:
-        closed_ids.add(trip.trade_id)
-        acc = realized.get(trip.bot_id)
-        if acc is None:
-            acc = realized[trip.bot_id] = [0, Decimal(0), Decimal(0), Decimal(0)]
-        acc[0] += 1
-        acc[1] += trip.net_pnl
-        acc[3] += trip.total_commission
-        if trip.exit_time > trip.entry_time and trip.bot_id in registered:
-            keep.append(trip)
-            continue
-        reason = (
-            SkipReason.ZERO_DURATION
-            if trip.exit_time <= trip.entry_time
-            else SkipReason.BOT_NOT_REGISTERED
-        )
-        out.skipped.append(
-            SkippedTrip(
-                trip.trade_id,
-                trip.bot_id,
-                trip.symbol,
-                trip.entry_time,
-                trip.exit_time,
-                trip.net_pnl,
-                reason,
+
+    def __init__(
+        self,
+        src: int,
+        pairs: Sequence[tuple[str, str]],
+        where: _Clause,
+        registered: frozenset[str],
+        *,
+        compare: bool,
+    ) -> None:
+        self.src = src
+        self._names = list(pairs)
+        self._where = where  # its fills: a clause on alias f (every pair's, or the scope)
+        self._pairs: dict[tuple[str, str], _Pair] = {}  # by the pair's text in COPY rows
+        for bot_id, symbol in pairs:
+            bot_text, symbol_text = _out_text(bot_id), _out_text(symbol)
+            plain = bot_text == bot_id and symbol_text == symbol
+            self._pairs[(bot_text, symbol_text)] = _Pair(
+                bot_id,
+                symbol,
+                bot_text,
+                symbol_text,
+                f"{bot_text}:{symbol_text}:" if plain else None,
+                bot_id in registered,
             )
+        self._compare = compare
+        self._stored: dict[str, str] | None = None
+        self._other_ids: dict[str, str | None] = {}  # trade_id text -> source
+        self._other_keys: dict[tuple[tuple[str, str], str, str], tuple[str, str | None]] = {}
+        self._fifo = SortedFifo()
+        self._parsers = (_Numbers(), _Numbers(), _Numbers())
+        self._emit: _Emit = _discard
+        self._skip = 0  # rows a statement repeats from the previous one
+        # Per fill, in stream order: what only trip boundaries and open lots need (COPY text).
+        self._prices: list[str] = []
+        self._exec_ids: list[str] = []
+        self._times: list[str] = []
+        self._orders: list[str] = []
+        self._links: list[str] = []
+        self._reasons: list[str] = []
+        self.result = _ShareResult()
+
+    # -- reading -------------------------------------------------------------------------
+    def run(self, cursor: Any, emit: _Emit) -> _ShareResult:
+        """Derive this share on ``cursor`` (a psycopg2 cursor in the snapshot's transaction)."""
+        self._emit = emit
+        cursor.execute(_SESSION_SQL)
+        self._load_others(cursor)
+        if self._compare:
+            self._load_stored(cursor)
+        where, values = self._where
+        rows: list[bytes] = []
+        append = rows.append
+        batch = self._batch
+        limit = _STREAM_ROWS
+
+        def write(row: bytes) -> None:  # psycopg2 calls it once per row
+            append(row)
+            if len(rows) >= limit:
+                batch(rows)
+
+        sink = _Sink(write)
+        first = _STREAM_SQL.format(where=where, since="", limit=f" LIMIT {int(_FIRST_ROWS)}")
+        cursor.copy_expert(cursor.mogrify(first, values).decode(), sink)
+        batch(rows)
+        if self.result.fills == _FIRST_ROWS:  # the rest: from the last instant read on
+            last = self._times[-1]
+            seen = 0  # rows of that instant already read (they come first, in id order)
+            while seen < len(self._times) and self._times[-1 - seen] == last:
+                seen += 1
+            self._skip = seen
+            since = " AND f.exec_time >= %s::timestamptz"
+            rest = _STREAM_SQL.format(where=where, since=since, limit="")
+            cursor.copy_expert(cursor.mogrify(rest, (*values, last)).decode(), sink)
+            batch(rows)
+        self._finish(cursor)
+        return self.result
+
+    def _load_others(self, cursor: Any) -> None:
+        for tid, source, bot, symbol, entry, exit_ in _copy_lines(cursor, _OTHERS_SQL, 6):
+            src = None if source == _NULL else _copy_unescape(source)
+            self._other_ids[tid] = src
+            if (bot, symbol) in self._pairs:
+                self._other_keys.setdefault(((bot, symbol), entry, exit_), (tid, src))
+
+    def _load_stored(self, cursor: Any) -> None:
+        bots = [b for b, _ in self._names]
+        symbols = [s for _, s in self._names]
+        sql = cursor.mogrify(_STORED_SQL, (bots, symbols)).decode()
+        chunks: list[bytes] = []
+        cursor.copy_expert(sql, _Sink(chunks.append))
+        lines = b"".join(chunks).decode("utf-8").split("\n")
+        lines.pop()
+        self._stored = {line[: line.index("\t")]: line for line in lines}
+
+    # -- one batch -----------------------------------------------------------------------
+    def _batch(self, rows: list[bytes]) -> None:
+        if self._skip:
+            skip = min(self._skip, len(rows))
+            del rows[:skip]
+            self._skip -= skip
+        if not rows:
+            return
+        data = b"".join(rows).decode("utf-8")
+        rows.clear()
+        flat = data.replace("\n", "\t").split("\t")
+        del data
+        flat.pop()  # the empty string after the last newline
+        w = _N_STREAM
+        n = len(flat) // w
+        if n * w != len(flat):
+            raise DatabaseError("unexpected COPY output while reading fills")
+        base = len(self._times)
+        prices = flat[3::w]
+        self._prices += prices
+        self._exec_ids += flat[6::w]
+        self._times += flat[7::w]
+        self._orders += flat[8::w]
+        self._links += flat[9::w]
+        self._reasons += flat[10::w]
+        parse_price, parse_qty, parse_fee = self._parsers
+        closed = self._fifo.feed(
+            zip(flat[0::w], flat[1::w], strict=True),  # the pair, as _pairs knows it
+            [side == BUY for side in flat[2::w]],  # exactly "Buy" or "Sell": valid_side
+            parse_price.parse(prices),
+            parse_qty.parse(flat[4::w]),
+            parse_fee.parse(flat[5::w]),
+            range(base, base + n),
         )
-    out.open_positions = [p for p in result.positions if p.lots]
-    if out.open_positions:  # realized by partial exits of trips that are still open
-        for r in result.realizations:
-            if r.trade_id not in closed_ids:
-                acc = realized.get(r.bot_id)
-                if acc is None:
-                    acc = realized[r.bot_id] = [0, Decimal(0), Decimal(0), Decimal(0)]
-                acc[2] += r.net
-                acc[3] += r.entry_fee + r.exit_fee
-        for pos in out.open_positions:  # entry fees still carried by open lots
-            acc = realized.get(pos.bot_id)
+        del flat, prices
+        self.result.fills += n
+        self.result.trips += len(closed)
+        with localcontext(_WIDE):
+            out = self._render(closed)
+        out.sort()
+        self._emit(("rows", self.src, self._times[-1], out))
+
+    def _render(self, closed: list[ClosedTrip]) -> list[_Row]:
+        """The rows of completed trips (skipped ones recorded instead); runs in ``_WIDE``."""
+        out: list[_Row] = []
+        append = out.append
+        times, exec_ids, reasons = self._times, self._exec_ids, self._reasons
+        orders, links, prices = self._orders, self._links, self._prices
+        pairs, stored = self._pairs, self._stored
+        other_ids = self._other_ids
+        result = self.result
+        realized = result.realized
+        fromiso = datetime.fromisoformat
+        quantize = Decimal.quantize
+        divide = _QUOTIENT.divide
+        wide, q8, null = _WIDE, _Q8, _NULL
+        pct_low, pct_high = -_PCT_LIMIT, _PCT_LIMIT
+        for key, long, first, last, eq, en, ef, xq, xn, xf, gross, n_in, n_out in closed:
+            pair = pairs[key]
+            total_fee = ef + xf
+            net = gross - total_fee
+            acc = realized.get(pair.bot_id)
             if acc is None:
-                acc = realized[pos.bot_id] = [0, Decimal(0), Decimal(0), Decimal(0)]
-            acc[3] += sum((lot.remaining_entry_fee for lot in pos.lots), Decimal(0))
-    out.copy_rows = _copy_rows(keep)
-    return out
+                acc = realized[pair.bot_id] = [0, Decimal(0), Decimal(0), Decimal(0)]
+            acc[0] += 1
+            acc[1] += net
+            acc[3] += total_fee
+            exec_id = exec_ids[first]
+            prefix = pair.prefix
+            if prefix is not None and "\\" not in exec_id:
+                trade_id = prefix + exec_id  # make_trade_id, on text that needs no escape
+                if len(trade_id) > TRADE_ID_MAX_LEN:
+                    trade_id = make_trade_id(pair.bot_id, pair.symbol, exec_id)
+            else:
+                trade_id = _out_text(
+                    make_trade_id(pair.bot_id, pair.symbol, _copy_unescape(exec_id))
+                )
+            entry_time, exit_time = times[first], times[last]
+            entry_at, exit_at = fromiso(entry_time), fromiso(exit_time)
+            if exit_at <= entry_at or not pair.registered:
+                reason = (
+                    SkipReason.ZERO_DURATION
+                    if exit_at <= entry_at
+                    else SkipReason.BOT_NOT_REGISTERED
+                )
+                result.skipped.append(
+                    SkippedTrip(
+                        _copy_unescape(trade_id),
+                        pair.bot_id,
+                        pair.symbol,
+                        entry_at,
+                        exit_at,
+                        net,
+                        reason,
+                    )
+                )
+                continue
+            gross8 = quantize(gross, q8, ROUND_HALF_EVEN, wide)  # half-even, as the engine
+            net8 = gross8 - ef - xf  # net_pnl = gross_pnl - commissions, exactly
+            if other_ids:
+                taken = self._taken(trade_id, key, entry_time, exit_time)
+                if taken is not None:
+                    reason, other_id, other_source = taken
+                    result.skipped.append(
+                        SkippedTrip(
+                            _copy_unescape(trade_id),
+                            pair.bot_id,
+                            pair.symbol,
+                            entry_at,
+                            exit_at,
+                            net8,
+                            reason,
+                            _copy_unescape(other_id),
+                            other_source,
+                        )
+                    )
+                    continue
+            # pnl.trip_figures' values (a single entry or exit fill's price is its average)
+            pct = quantize(divide(net * _HUNDRED, en), _Q6, ROUND_HALF_EVEN, wide)
+            if pct_low < pct < pct_high:
+                pct_text = str(pct)
+                if "E" in pct_text:
+                    pct_text = _scaled(pct, _Q6)
+            else:
+                pct_text = null
+            numbers = "\t".join(
+                (
+                    prices[first] if n_in == 1 else str(quantize(divide(en, eq), q8)),
+                    str(eq),
+                    str(ef),
+                    prices[last] if n_out == 1 else str(quantize(divide(xn, xq), q8)),
+                    str(xq),
+                    str(xf),
+                    str(gross8),
+                    str(net8),
+                    str(total_fee),
+                )
+            )
+            if "E" in numbers:  # tiny or zero: str() took scientific notation
+                numbers = "\t".join(map(_n8, map(Decimal, numbers.split("\t"))))
+            held = exit_at - entry_at
+            line = "\t".join(
+                (
+                    trade_id,
+                    pair.bot_text,
+                    pair.symbol_text,
+                    orders[first],
+                    links[first],
+                    "Buy" if long else "Sell",
+                    entry_time,
+                    reasons[first] or null,
+                    orders[last],
+                    links[last],
+                    "Sell" if long else "Buy",
+                    exit_time,
+                    reasons[last] or null,
+                    str(held.days * 86400 + held.seconds),  # floor, in whole seconds
+                    SOURCE,
+                    pct_text,
+                    numbers,
+                )
+            )
+            if stored is not None and stored.pop(trade_id, None) == line:
+                result.unchanged += 1
+                continue
+            append((exit_time, trade_id, line))
+        return out
+
+    def _taken(
+        self, trade_id: str, key: tuple[str, str], entry_time: str, exit_time: str
+    ) -> tuple[str, str, str | None] | None:
+        """Why a row of another source keeps this trip out (trade_id first, as the SQL of
+        :data:`_CONFLICTS_SQL` prefers it), with that row's trade_id and source."""
+        if trade_id in self._other_ids:
+            return SkipReason.TRADE_ID_TAKEN, trade_id, self._other_ids[trade_id]
+        other = self._other_keys.get((key, entry_time, exit_time))
+        if other is not None:
+            return SkipReason.UNIQUE_TRADE_TAKEN, other[0], other[1]
+        return None
+
+    def _finish(self, cursor: Any) -> None:
+        """Open positions, and what their trips realized so far (partial exits)."""
+        result = self.result
+        realized = result.realized
+        times, exec_ids, orders = self._times, self._exec_ids, self._orders
+        runs = self._fifo.open_runs()
+        wanted = [_copy_unescape(exec_ids[ref]) for *_, lots in runs for ref, *_ in lots]
+        fill_ids: dict[str, int] = {}
+        if wanted:
+            cursor.execute(
+                "SELECT exec_id, id FROM trading.fills WHERE exec_id = ANY(%s)", (wanted,)
+            )
+            fill_ids = {str(e): int(i) for e, i in cursor.fetchall()}
+        with localcontext(_WIDE):
+            for key, long, _, totals, lots in runs:
+                pair = self._pairs[key]
+                side = BUY if long else SELL
+                _, _, _, _, _, _, ef, _, _, xf, gross, _, n_exits = totals
+                acc = realized.get(pair.bot_id)
+                if acc is None:
+                    acc = realized[pair.bot_id] = [0, Decimal(0), Decimal(0), Decimal(0)]
+                size = open_fees = Decimal(0)
+                open_lots = []
+                for ref, price, original, remaining, remaining_fee in lots:
+                    size += remaining
+                    open_fees += remaining_fee
+                    exec_id = _copy_unescape(exec_ids[ref])
+                    open_lots.append(
+                        OpenLot(
+                            pair.bot_id,
+                            pair.symbol,
+                            side,
+                            exec_id,
+                            datetime.fromisoformat(times[ref]),
+                            price,
+                            original,
+                            remaining,
+                            remaining_fee,
+                            fill_ids[exec_id],
+                            _copy_unescape(orders[ref]),
+                        )
+                    )
+                if n_exits:  # the partial exits' pieces: gross less the fees they carried
+                    acc[2] += gross - (ef - open_fees) - xf
+                acc[3] += ef + xf  # every fee of the trip: realized or still on a lot
+                result.open_positions.append(
+                    position_state(pair.bot_id, pair.symbol, side, size, tuple(open_lots))
+                )
+        if self._stored is not None:
+            result.vanished = [_copy_unescape(t) for t in self._stored]
+            self._stored = None
 
 
-def _derive_job(job: _Job) -> _Derived:
-    """Worker entry point: read one partition of the snapshot, derive its round trips."""
+def _discard(message: tuple[Any, ...]) -> None:
+    """An emit that keeps nothing (before :meth:`_Share.run` sets the real one)."""
+
+
+class _Sink:
+    """A file for ``copy_expert(... TO STDOUT)`` that hands each row to a C-level callable."""
+
+    __slots__ = ("write",)
+
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        self.write = write
+
+
+def _copy_lines(cursor: Any, sql: str, width: int) -> Iterator[list[str]]:
+    """The rows of a small ``COPY ... TO STDOUT``, as lists of their text fields."""
+    chunks: list[bytes] = []
+    cursor.copy_expert(sql, _Sink(chunks.append))
+    for line in b"".join(chunks).decode("utf-8").split("\n")[:-1]:
+        fields_ = line.split("\t")
+        if len(fields_) != width:
+            raise DatabaseError("unexpected COPY output")
+        yield fields_
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One worker's share: its pairs' fills in the exported snapshot."""
+
+    src: int
+    dsn: str
+    snapshot: str
+    pairs: tuple[tuple[str, str], ...]
+    registered: frozenset[str]
+    compare: bool
+
+
+def _worker_main(jobs: Any, inbox: Any) -> None:
+    """Entry point of a worker process: wait for a job (None: nothing to do), derive it and
+    post its messages to ``inbox``; an error is posted as text (always picklable)."""
+    job: _Job | None = jobs.recv()
+    jobs.close()
+    if job is None:
+        return
     import psycopg2  # in the worker only
 
     try:
@@ -606,17 +1061,21 @@ def _derive_job(job: _Job) -> _Derived:
                 conn.set_session(readonly=True, isolation_level="REPEATABLE READ")
                 cur = conn.cursor()
                 cur.execute("SET TRANSACTION SNAPSHOT %s", (job.snapshot,))
-                fills = read_fills(cur, (job.where_sql, ()))
+                where = _pairs(job.pairs, "f")
+                share = _Share(job.src, job.pairs, where, job.registered, compare=job.compare)
+                result = share.run(cur, inbox.put)
                 conn.rollback()
             finally:
                 conn.close()
-            return _derive(fills, job.registered)
+        inbox.put(("done", job.src, result))
     except psycopg2.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         password = _dsn_password(job.dsn)
         if password:
             first = first.replace(password, "***")
-        raise DatabaseError(f"reading fills failed: {first}") from None
+        inbox.put(("error", job.src, "database", f"reading fills failed: {first}"))
+    except BaseException as exc:
+        inbox.put(("error", job.src, "other", f"P&L rebuild worker: {type(exc).__name__}: {exc}"))
 
 
 def _dsn_password(dsn: str) -> str | None:
@@ -626,6 +1085,286 @@ def _dsn_password(dsn: str) -> str | None:
         return make_url(dsn).password
     except Exception:
         return None
+
+
+class _WorkerLost(Exception):
+    """A worker process ended without delivering its share (killed, out of memory)."""
+
+
+class _Crew:
+    """Worker processes, spawned before their jobs are known: their start-up (imports)
+    overlaps the parent's first queries. Each waits on its own pipe for a job."""
+
+    def __init__(self, size: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.inbox: Any = context.Queue()
+        self.procs: list[Any] = []
+        self._jobs: list[Any] = []
+        try:
+            for _ in range(size):
+                ours, theirs = context.Pipe()
+                proc = context.Process(target=_worker_main, args=(theirs, self.inbox), daemon=True)
+                proc.start()
+                theirs.close()
+                self.procs.append(proc)
+                self._jobs.append(ours)
+        except BaseException:
+            self.stop(kill=True)
+            raise
+
+    def assign(self, jobs: Sequence[_Job]) -> dict[int, Any]:
+        """Send one job per worker (the rest get None and exit); ``{src: process}``."""
+        running = {}
+        for k, conn in enumerate(self._jobs):
+            job = jobs[k] if k < len(jobs) else None
+            try:
+                conn.send(job)
+            except OSError as exc:  # it died before its job (killed, out of memory)
+                if job is not None:
+                    raise _WorkerLost(f"worker ended before its job ({exc})") from None
+            if job is not None:
+                running[job.src] = self.procs[k]
+        return running
+
+    def stop(self, *, kill: bool = False) -> None:
+        for conn in self._jobs:
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(None)  # not yet assigned: exit; assigned: ignored
+            conn.close()
+        self._jobs = []
+        for proc in self.procs:
+            if kill and proc.is_alive():
+                proc.kill()
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        self.procs = []
+        self.inbox.close()
+        self.inbox.cancel_join_thread()
+
+
+class _Relay(threading.Thread):
+    """Moves the workers' messages into the writer's queue; notices a worker that died."""
+
+    def __init__(
+        self,
+        inbox: Any,
+        outbox: queue.Queue[Any],
+        running: dict[int, Any],
+        writer_done: threading.Event,
+    ) -> None:
+        super().__init__(name="pnl-rebuild-relay", daemon=True)
+        self._inbox = inbox
+        self._outbox = outbox
+        self._running = dict(running)
+        self._writer_done = writer_done
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        exited: dict[int, float] = {}
+        while self._running and not self.stopping.is_set():
+            try:
+                message = self._inbox.get(timeout=0.2)
+            except queue.Empty:
+                now = time.monotonic()
+                for src, proc in list(self._running.items()):
+                    if proc.exitcode is None:
+                        continue
+                    # A clean exit flushes the queue first: give its last messages time.
+                    if proc.exitcode != 0 or now - exited.setdefault(src, now) > 5:
+                        self._running.pop(src)
+                        self._pass(("lost", src, f"exit code {proc.exitcode}"))
+                continue
+            except (EOFError, OSError) as exc:
+                self._pass(("lost", -1, f"queue closed ({exc})"))
+                return
+            if message[0] in ("done", "error"):
+                self._running.pop(message[1], None)
+            self._pass(message)
+
+    def _pass(self, message: tuple[Any, ...]) -> None:
+        with contextlib.suppress(_Stopped):
+            _offer(self._outbox, message, self._writer_done)
+
+
+def _offer(box: queue.Queue[Any], message: tuple[Any, ...], writer_done: threading.Event) -> None:
+    """Put ``message`` in the writer's bounded queue; :class:`_Stopped` if the writer ended
+    (then nobody will take it)."""
+    while True:
+        try:
+            box.put(message, timeout=0.2)
+            return
+        except queue.Full:
+            if writer_done.is_set():
+                raise _Stopped from None
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class _Writer(threading.Thread):
+    """Writes the shares' rows while they are still being derived.
+
+    ``ordered`` (no stored row of this rebuild in scope): every row is new, and goes with
+    ``COPY`` straight into ``completed_trades`` in ``(exit_time, trade_id)`` order, the
+    order the merge's INSERT gives them (so ids and every column are the same). The shares'
+    streams are merged by watermark: a row is released once every share still running has
+    passed its exit time; rows with the same exit time are put in the order of the
+    database's collation (one query, between two COPY statements). Otherwise the new and
+    changed rows go into the temporary table, in arrival order, for the merge.
+    """
+
+    def __init__(self, cursor: Any, sources: int, inbox: queue.Queue[Any], *, ordered: bool):
+        super().__init__(name="pnl-rebuild-writer", daemon=True)
+        self._cur = cursor
+        self._sources = sources
+        self._inbox = inbox
+        self._ordered = ordered
+        self.results: list[_ShareResult | None] = [None] * sources
+        self.copied = 0
+        self.temp_table = False
+        self.error: BaseException | None = None
+        self.stopping = threading.Event()
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._write()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.finished.set()
+
+    def _write(self) -> None:
+        stream = self._released()
+        batch = next(stream, None)
+        while batch is not None:
+            if self._ordered:
+                self._order_ties(batch)
+                sql = _COPY_DIRECT_SQL
+            else:
+                if not self.temp_table:
+                    self._cur.execute(_TEMP_TABLE_DDL)
+                    self.temp_table = True
+                sql = _COPY_TEMP_SQL
+            reader = _Reader(batch, stream, self._ordered)
+            try:
+                self._cur.copy_expert(sql, reader, size=1 << 20)
+            except Exception:
+                if reader.failure is not None:  # psycopg2 reports it as a cancelled COPY
+                    raise reader.failure from None
+                raise
+            self.copied += int(self._cur.rowcount)
+            batch = reader.carry
+
+    def _get(self) -> tuple[Any, ...]:
+        while True:
+            try:
+                message: tuple[Any, ...] = self._inbox.get(timeout=0.2)
+                return message
+            except queue.Empty:
+                if self.stopping.is_set():
+                    raise _Stopped from None
+
+    def _released(self) -> Iterator[list[_Row]]:
+        """Batches of rows, each sorted, in order when ``ordered`` (ties not yet resolved)."""
+        n = self._sources
+        pending: list[list[_Row]] = [[] for _ in range(n)]
+        marks = [""] * n  # nothing released before every share has sent its first batch
+        done = [False] * n
+        while not all(done):
+            message = self._get()
+            kind, src = message[0], message[1]
+            if kind == "rows":
+                marks[src] = message[2]
+                pending[src] += message[3]
+            elif kind == "done":
+                done[src] = True
+                self.results[src] = message[2]
+            elif kind == "error":
+                if message[2] == "database":
+                    raise DatabaseError(message[3])
+                raise RuntimeError(message[3])
+            elif kind == "lost":
+                raise _WorkerLost(message[2])
+            running = [marks[s] for s in range(n) if not done[s]]
+            limit = min(running) if running and self._ordered else None
+            out: list[_Row] = []
+            for rows in pending:
+                if not rows:
+                    continue
+                cut = len(rows) if limit is None else bisect.bisect_left(rows, (limit,))
+                if cut:
+                    out += rows[:cut]
+                    del rows[:cut]
+            if out:
+                out.sort()
+                yield out
+
+    def _order_ties(self, batch: list[_Row]) -> None:
+        """Rows with equal exit times in the database's order of their trade_ids."""
+        groups: dict[str, list[int]] = {}
+        for i in range(1, len(batch)):
+            if batch[i][0] == batch[i - 1][0]:
+                group = groups.setdefault(batch[i][0], [i - 1])
+                group.append(i)
+        if not groups:
+            return
+        numbers: list[int] = []
+        names: list[str] = []
+        for g, positions in enumerate(groups.values()):
+            for i in positions:
+                numbers.append(g)
+                names.append(_copy_unescape(batch[i][1]))
+        self._cur.execute(
+            "SELECT g, t FROM unnest(%s::int[], %s::varchar[]) AS u(g, t) ORDER BY g, t",
+            (numbers, names),
+        )
+        order = [str(t) for _, t in self._cur.fetchall()]
+        for positions in groups.values():
+            rows = {_copy_unescape(batch[i][1]): batch[i] for i in positions}
+            ranked = [rows[t] for t in order[: len(positions)]]
+            del order[: len(positions)]
+            for i, row in zip(positions, ranked, strict=True):
+                batch[i] = row
+
+
+class _Stopped(Exception):
+    """The other end stopped: the writer was asked to (the calling thread failed), or the
+    writer ended (an error) while a message was waiting for it."""
+
+
+def _has_ties(batch: list[_Row]) -> bool:
+    return any(a[0] == b[0] for a, b in pairwise(batch))
+
+
+class _Reader:
+    """The file ``copy_expert(... FROM STDIN)`` reads: the released batches, encoded. In
+    order mode it ends the statement before a batch with ties (kept in ``carry``)."""
+
+    def __init__(self, first: list[_Row], stream: Iterator[list[_Row]], ordered: bool) -> None:
+        self._first: list[_Row] | None = first
+        self._stream = stream
+        self._ordered = ordered
+        self.carry: list[_Row] | None = None
+        self.failure: BaseException | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        batch = self._first
+        self._first = None
+        if batch is None:
+            try:
+                batch = next(self._stream, None)
+            except BaseException as exc:
+                self.failure = exc
+                raise
+            if batch is None:
+                return b""
+            if self._ordered and _has_ties(batch):
+                self.carry = batch
+                return b""
+        return ("\n".join([row[2] for row in batch]) + "\n").encode("utf-8")
 
 
 # --------------------------------------------------------------------------- the rebuild
@@ -661,12 +1400,12 @@ def _sql(cursor: Any, template: str, **clauses: _Clause) -> bytes:
 
 def read_fills(cursor: Any, where: _Clause) -> list[PnlFill]:
     """The trade fills matching ``where`` (a clause on alias ``f``), in ``(exec_time, id)``
-    order, streamed with COPY; ``cursor`` is a psycopg2 cursor inside a transaction."""
+    order, streamed with COPY, as :class:`~alpha_models.pnl.PnlFill` (for the full engine:
+    :func:`~alpha_models.pnl.rebuild`); ``cursor`` is a psycopg2 cursor in a transaction."""
     # ISO UTC text for fromisoformat; no JIT: compiling costs more than this plain scan saves
     cursor.execute("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO'; SET LOCAL jit = off")
     rows: list[bytes] = []
-    sink = type("_Sink", (), {"write": staticmethod(rows.append)})()  # one C call per row
-    cursor.copy_expert(_sql(cursor, _READ_SQL, scope=where).decode(), sink)
+    cursor.copy_expert(_sql(cursor, _READ_SQL, scope=where).decode(), _Sink(rows.append))
     fills: list[PnlFill] = []
     for i in range(0, len(rows), _CHUNK_ROWS):
         _parse_chunk(rows[i : i + _CHUNK_ROWS], fills)
@@ -691,11 +1430,17 @@ def _worker_dsn(engine: Engine) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def default_workers(n_fills: int) -> int:
-    """Processes for a rebuild of ``n_fills``, the calling one included (1 = no others)."""
+def default_workers(n_fills: int, *, writing: bool = False) -> int:
+    """Processes for a rebuild of ``n_fills``, the calling one included (1 = no others).
+
+    ``writing``: every round trip is to be written (a first rebuild). The server process
+    that inserts them (index maintenance of ``completed_trades``: most of the work) then
+    needs a core of its own, so the rebuild takes one core fewer.
+    """
     if n_fills < PARALLEL_MIN_FILLS:
         return 1
-    return max(1, min(4, os.cpu_count() or 1))
+    cores = os.cpu_count() or 1
+    return max(1, min(4, cores - 1 if writing else cores))
 
 
 def rebuild_completed_trades(
@@ -724,6 +1469,18 @@ def rebuild_completed_trades(
             raise ValidationError("bot_ids", bot_ids, "must name at least one bot, or be None")
     if workers is not None and (isinstance(workers, bool) or workers < 1):
         raise ValidationError("workers", workers, "must be an int >= 1")
+    try:
+        return _rebuild_once(engine, bot_ids, workers, dry_run)
+    except _WorkerLost as exc:  # killed, out of memory: nothing was committed
+        log.warning("P&L rebuild worker lost (%s); rebuilding in one process", exc)
+        return _rebuild_once(engine, bot_ids, 1, dry_run)
+
+
+def _rebuild_once(
+    engine: Engine, bot_ids: Sequence[str] | None, workers: int | None, dry_run: bool
+) -> RebuildStats:
+    import psycopg2
+
     clock = _Clock()
     settings = getattr(engine, "info_settings", None)
     try:
@@ -736,6 +1493,9 @@ def rebuild_completed_trades(
             return _rebuild(engine, snap_conn, write_conn, bot_ids, workers, dry_run, clock)
     except DBAPIError as exc:
         raise translate_error(exc, settings) from None
+    except psycopg2.Error as exc:  # from a raw cursor: the same translation
+        wrapped = DBAPIError.instance(None, None, exc, psycopg2.Error)
+        raise translate_error(wrapped, settings) from None
 
 
 class _Clock:
@@ -747,10 +1507,6 @@ class _Clock:
         now = time.perf_counter()
         self.phases[phase] = self.phases.get(phase, 0.0) + now - self._last
         self._last = now
-
-
-def _warm() -> None:
-    """Run in a fresh worker so that its start-up (imports) overlaps the count query."""
 
 
 @dataclass
@@ -776,102 +1532,151 @@ def _rebuild(
     wcur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
     wcur.execute("SELECT bot_id FROM trading.bots")
     registered = frozenset(str(row[0]) for row in wcur.fetchall())
-    wcur.execute(_TEMP_TABLE_DDL)
     wcur.execute(
         "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'trading.fills'::regclass"
     )
-    max_procs = workers if workers is not None else default_workers(int(wcur.fetchone()[0]))
+    estimate = int(wcur.fetchone()[0])
     scope_f, scope_c = _scope(bot_ids, "f"), _scope(bot_ids, "c")
+    # No stored row in scope (a first rebuild): every row is new, written in order.
+    wcur.execute(_sql(wcur, _ANY_STORED_SQL, scope=scope_c))
+    ordered = not bool(wcur.fetchone()[0])
+    max_procs = workers if workers is not None else default_workers(estimate, writing=ordered)
     merged = _Merged()
-    parts: list[_Derived] = []
 
     with ExitStack() as stack:
-        pool: ProcessPoolExecutor | None = None
-        if max_procs > 1:  # started now: the workers' imports overlap the count query
+        crew: _Crew | None = None
+        if max_procs > 1:  # started now: the workers' imports overlap the next queries
             try:
-                context = multiprocessing.get_context("spawn")
-                pool = stack.enter_context(ProcessPoolExecutor(max_procs - 1, mp_context=context))
-                for _ in range(max_procs - 1):
-                    pool.submit(_warm)
+                crew = _Crew(max_procs - 1)
             except (OSError, RuntimeError, AssertionError) as exc:  # e.g. a daemonic caller
                 log.warning("P&L rebuild runs in one process: cannot start workers (%s)", exc)
-                pool, max_procs = None, 1
+                max_procs = 1
+            else:
+                stack.push(lambda failed, *_: crew.stop(kill=failed is not None))
+        clock.lap("start")
 
         snap_conn.begin()
         scur: Any = snap_conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        scur.execute("SET LOCAL work_mem = '64MB'")  # the (exec_time, id) sort, in memory
-        scur.execute(_COUNT_SQL.format(scope=scope_f[0]), scope_f[1])
-        counts = [(str(b), str(s), int(n), int(o)) for b, s, n, o in scur.fetchall()]
-        pairs = [(b, s, n) for b, s, n, _ in counts if n]
-        procs = workers if workers is not None else default_workers(sum(n for *_, n in pairs))
-        procs = max(1, min(procs, max_procs, len(pairs)))
-        groups = _partitions(pairs, procs)
+        counts: list[tuple[str, str, int, int]] | None = None
+        if max_procs > 1:  # the fills per pair share the work out
+            counts = _count(scur, scope_f)
+            pairs = [(b, s, n) for b, s, n, _ in counts if n]
+            total = sum(n for *_, n in pairs)
+            procs = workers if workers is not None else default_workers(total, writing=ordered)
+            groups = _partitions(pairs, max(1, min(procs, max_procs, len(pairs))))
+        else:  # one process: the pairs are enough now, counted while the rows are written
+            scope_p = _scope(bot_ids, "p")
+            scur.execute(_PAIRS_SQL.format(scope=scope_p[0]), scope_p[1])
+            groups = [[(str(b), str(s)) for b, s in scur.fetchall()]]
+            groups = [g for g in groups if g]
+        shares = [tuple(group) for group in groups]
         clock.lap("count")
 
         with _gc_paused():
-            futures: list[Future[_Derived]] = []
-            if pool is not None and len(groups) > 1:
+            inbox: queue.Queue[Any] = queue.Queue(_AHEAD)
+            writer = _Writer(wcur, len(shares), inbox, ordered=ordered)
+            if crew is not None and len(shares) > 1:
                 scur.execute("SELECT pg_export_snapshot()")
                 snapshot = str(scur.fetchone()[0])
                 dsn = _worker_dsn(engine)
-                for group in groups[1:]:
-                    where = _sql(scur, "{p}", p=_pairs(group, "f")).decode()
-                    job = _Job(dsn, snapshot, where, registered)
-                    futures.append(pool.submit(_derive_job, job))
-            own = _pairs(groups[0], "f") if futures else scope_f
-            # The calling process takes the first share itself, on the exporting snapshot,
-            # and sends each share's trips to the temporary table as soon as it has them.
-            parts.append(_derive(read_fills(scur, own), registered))
-            clock.lap("derive")
-            _copy_trips(wcur, parts[0])
-            clock.lap("copy_trips")
-            for future, group in zip(futures, groups[1:], strict=True):
+                jobs = [
+                    _Job(src, dsn, snapshot, share, registered, not ordered)
+                    for src, share in enumerate(shares[1:], start=1)
+                ]
+                relay = _Relay(crew.inbox, inbox, crew.assign(jobs), writer.finished)
+                relay.start()
+                stack.callback(relay.join)
+                stack.callback(relay.stopping.set)
+            elif crew is not None:
+                crew.assign([])
+            results: list[_ShareResult] = []
+            if shares:
+                writer.start()
+
+                def emit(message: tuple[Any, ...]) -> None:
+                    _offer(inbox, message, writer.finished)
+
                 try:
-                    parts.append(future.result())
-                except BrokenProcessPool:  # a worker died (killed, out of memory): do it here
-                    log.warning("P&L rebuild worker lost; deriving its share in process")
-                    parts.append(_derive(read_fills(scur, _pairs(group, "f")), registered))
-                clock.lap("wait_workers")
-                _copy_trips(wcur, parts[-1])
-                clock.lap("copy_trips")
+                    # One share: the whole scope (the exec_time index orders it, no sort).
+                    where = scope_f if len(shares) == 1 else _pairs(shares[0], "f")
+                    own = _Share(0, shares[0], where, registered, compare=not ordered)
+                    emit(("done", 0, own.run(scur, emit)))
+                except _Stopped:  # the writer failed first: its error is the one to report
+                    writer.join()
+                    if writer.error is not None:
+                        raise writer.error from None
+                    raise
+                except BaseException:
+                    writer.stopping.set()
+                    writer.join()
+                    raise
+                clock.lap("derive")
+                if counts is None:
+                    counts = _count(scur, scope_f)
+                    clock.lap("count")
+                writer.join()
+                clock.lap("write")
+                if writer.error is not None:
+                    raise writer.error
+                results = [r for r in writer.results if r is not None]
+            if counts is None:
+                counts = _count(scur, scope_f)
             snap_conn.rollback()
-            _merge(wcur, scope_c, merged, clock)
+            pairs = [(b, s, n) for b, s, n, _ in counts if n]
+            if ordered:
+                merged.inserted = writer.copied
+            else:
+                _merge(wcur, scope_c, pairs, results, writer.temp_table, merged, clock)
     if dry_run:
         write_conn.rollback()
     else:
         write_conn.commit()
     clock.lap("commit")
-    return _stats(parts, counts, merged, bot_ids, len(groups) or 1, dry_run, clock)
+    return _stats(results, counts, merged, bot_ids, len(shares) or 1, dry_run, clock)
 
 
-_COPY_TRIPS_SQL: Final = f"COPY alpha_derived_trips ({', '.join(COPIED_COLUMNS)}) FROM STDIN"
+def _count(cursor: Any, scope: _Clause) -> list[tuple[str, str, int, int]]:
+    """``(bot_id, symbol, trade fills, other fills)`` per pair in scope."""
+    cursor.execute(_COUNT_SQL.format(scope=scope[0]), scope[1])
+    return [(str(b), str(s), int(n), int(o)) for b, s, n, o in cursor.fetchall()]
 
 
-def _copy_trips(cur: Any, part: _Derived) -> None:
-    cur.copy_expert(_COPY_TRIPS_SQL, io.BytesIO(part.copy_rows))
-    part.copy_rows = b""
-
-
-def _merge(cur: Any, scope: _Clause, merged: _Merged, clock: _Clock) -> None:
-    """Merge the temporary table into ``completed_trades``: set-based, in the caller's
-    transaction. A small statistics sample of the temporary table is enough for the planner
-    to pick hash joins (without one it may loop over an index for every row)."""
-    cur.execute("SET LOCAL default_statistics_target = 10; ANALYZE alpha_derived_trips")
-    cur.execute(_CONFLICTS_SQL)
-    merged.conflicts.extend(SkippedTrip(*row) for row in cur.fetchall())
+def _merge(
+    cur: Any,
+    scope: _Clause,
+    pairs: Sequence[tuple[str, str, int]],
+    results: Sequence[_ShareResult],
+    temp_table: bool,
+    merged: _Merged,
+    clock: _Clock,
+) -> None:
+    """Merge the new and changed rows (in the temporary table, if any) into
+    ``completed_trades``: set-based, in the caller's transaction. A stored row is deleted
+    when its trip is no longer derived (vanished, skipped, or its pair has no trade left).
+    A small statistics sample of the temporary table is enough for the planner to pick hash
+    joins (without one it may loop over an index for every row)."""
+    gone = [trade_id for r in results for trade_id in r.vanished]
+    if temp_table:
+        cur.execute("SET LOCAL default_statistics_target = 10; ANALYZE alpha_derived_trips")
+        # Rows of other sources committed since the snapshot: the same check, in SQL.
+        cur.execute(_CONFLICTS_SQL)
+        merged.conflicts.extend(SkippedTrip(*row) for row in cur.fetchall())
+        gone += [s.trade_id for s in merged.conflicts]
     clock.lap("conflicts")
     # Stale rows first: the remaining ones can then never collide on unique_trade.
-    cur.execute(_sql(cur, _DELETE_SQL, scope=scope))
+    derived = _pairs([(b, s) for b, s, _ in pairs], "c")
+    cur.execute(_sql(cur, _DELETE_SQL, scope=scope, ids=("%s", (gone,)), pairs=derived))
     merged.deleted = int(cur.rowcount)
-    cur.execute(_UPDATE_SQL)
-    merged.updated = int(cur.rowcount)
-    cur.execute(_INSERT_SQL)
-    merged.inserted = int(cur.rowcount)
+    if temp_table:
+        cur.execute(_UPDATE_SQL)
+        merged.updated = int(cur.rowcount)
+        cur.execute(_INSERT_SQL)
+        merged.inserted = int(cur.rowcount)
     clock.lap("merge")
 
 
 def _stats(
-    parts: list[_Derived],
+    parts: Sequence[_ShareResult],
     counts: list[tuple[str, str, int, int]],
     merged: _Merged,
     bot_ids: Sequence[str] | None,

@@ -359,14 +359,25 @@ def explain(engine: Engine) -> None:
             text("EXPLAIN (ANALYZE, BUFFERS) " + daily), {"bots": bots, "start": month_start}
         ).scalars()
         print("\n--- daily P&L, all bots, last 30 days\n" + "\n".join(plan))
-        read = pnl_store._READ_SQL.format(scope="f.bot_id <> 'unknown'")
-        read_select = read[read.index("(") + 1 : read.rindex(") TO STDOUT")]
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-        plan = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + read_select)).scalars()
-        print(
-            "\n--- rebuild: reading the fills (one process's share is the same shape)\n"
-            + "\n".join(plan)
+        scope = "f.bot_id <> 'unknown'"
+        cut = conn.execute(
+            text("SELECT exec_time FROM trading.fills ORDER BY exec_time OFFSET :n LIMIT 1"),
+            {"n": pnl_store._FIRST_ROWS - 1},
+        ).scalar()
+        first = pnl_store._STREAM_SQL.format(
+            where=scope, since="", limit=f" LIMIT {pnl_store._FIRST_ROWS}"
         )
+        rest = pnl_store._STREAM_SQL.format(
+            where=scope, since=" AND f.exec_time >= :since", limit=""
+        )
+        for label, read, params in (
+            ("the first statement: the exec_time index, rows at once", first, {}),
+            ("the rest, from the last instant read on", rest, {"since": cut}),
+        ):
+            read_select = read[read.index("(") + 1 : read.rindex(") TO STDOUT")]
+            plan = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + read_select), params)
+            print(f"\n--- rebuild: reading the fills, {label}\n" + "\n".join(plan.scalars()))
         conn.rollback()
 
 

@@ -416,3 +416,206 @@ def test_without_worker_processes_the_rebuild_runs_in_process(
     stats = rebuild_completed_trades(writer.engine, workers=2)
 
     assert (stats.workers, stats.inserted) == (1, 1)
+
+
+def insert_raw_fills(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """Many raw fills in one transaction (fields as :func:`insert_raw_fill`)."""
+    defaults = {
+        "bot_id": SS,
+        "symbol": "BTCUSDT",
+        "order_id": "o",
+        "client_order_id": "",
+        "close_reason": None,
+        "commission": D(0),
+        "exec_type": "Trade",
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO trading.fills (exec_id, bot_id, symbol, order_id, client_order_id, "
+                "side, exec_price, exec_qty, exec_time, close_reason, commission, exec_type) "
+                "VALUES (:exec_id, :bot_id, :symbol, :order_id, :client_order_id, :side, "
+                ":exec_price, :exec_qty, :exec_time, :close_reason, :commission, :exec_type)"
+            ),
+            [{**defaults, **row} for row in rows],
+        )
+
+
+def tape(n_trips: int) -> list[dict[str, Any]]:
+    """Round trips on three symbols of two bots, exiting at shared instants: partial and
+    whole exits, scale-ins, a flip, zero fees and rebates, a price under 1e-6, escapes."""
+    rows: list[dict[str, Any]] = []
+    symbols = [(SS, "BTCUSDT"), (SS, "1000PEPEUSDT"), (LX, "ETHUSDT")]
+    for k in range(n_trips):
+        t = T0 + timedelta(minutes=10 * k)
+        for j, (bot, symbol) in enumerate(symbols):
+            entry, exit_ = ("Sell", "Buy") if (k + j) % 2 else ("Buy", "Sell")
+            price = D("0.00000012") if symbol == "1000PEPEUSDT" else D(100 + k + j)
+            common = {"bot_id": bot, "symbol": symbol, "exec_price": price}
+            rows += [
+                {
+                    **common,
+                    "exec_id": f"{k}-{j}-a",
+                    "side": entry,
+                    "exec_qty": D("0.3"),
+                    "exec_time": t + timedelta(seconds=1),
+                    "commission": D("0.0003"),
+                    "close_reason": "break\\out" if k == 1 else None,
+                },
+                {
+                    **common,
+                    "exec_id": f"{k}-{j}-b",
+                    "side": entry,
+                    "exec_qty": D("0.2"),
+                    "exec_time": t + timedelta(seconds=2 + j),
+                    "commission": D("-0.00001"),
+                },
+                {
+                    **common,
+                    "exec_id": f"{k}-{j}-c",
+                    "side": exit_,
+                    "exec_qty": D("0.1"),
+                    "exec_price": price * 2,
+                    "exec_time": t + timedelta(seconds=5),
+                },
+                # every pair's last exit at the same instant: the rows tie on exit_time
+                {
+                    **common,
+                    "exec_id": f"{k}-{j}-d",
+                    "side": exit_,
+                    "exec_qty": D("0.4"),
+                    "exec_time": t + timedelta(seconds=9),
+                    "commission": D("0.0007"),
+                    "close_reason": "take\tprofit",
+                },
+            ]
+    rows.append(  # a flip: closes 0.5 short and opens 0.5 long
+        {
+            "exec_id": "flip-a",
+            "symbol": "SOLUSDT",
+            "side": "Sell",
+            "exec_price": D(20),
+            "exec_qty": D("0.5"),
+            "exec_time": T0,
+            "commission": D("0.01"),
+        }
+    )
+    rows.append(
+        {
+            "exec_id": "flip-b",
+            "symbol": "SOLUSDT",
+            "side": "Buy",
+            "exec_price": D(19),
+            "exec_qty": D("1"),
+            "exec_time": T0 + timedelta(hours=1),
+            "commission": D("0.03"),
+        }
+    )
+    return rows
+
+
+def stored(engine: Engine) -> list[tuple[Any, ...]]:
+    """Every column the rebuild decides, in id order (the timestamps are the clock's)."""
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT id, trade_id, bot_id, symbol, entry_order_id, entry_client_order_id, "
+                    "entry_side, entry_price, entry_qty, entry_time, entry_reason, "
+                    "entry_commission, exit_order_id, exit_client_order_id, exit_side, "
+                    "exit_price, exit_qty, exit_time, exit_reason, exit_commission, gross_pnl, "
+                    "net_pnl, pnl_pct, total_commission, holding_duration_seconds, source "
+                    "FROM trading.completed_trades ORDER BY id"
+                )
+            )
+        ]
+
+
+def restart(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM trading.completed_trades"))
+        conn.execute(text("ALTER SEQUENCE trading.completed_trades_id_seq RESTART WITH 1"))
+
+
+def test_rows_are_written_in_exit_order_whatever_the_batches(
+    writer: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    insert_raw_fills(writer.engine, tape(4))
+    reference = rebuild_completed_trades(writer.engine)
+    rows = stored(writer.engine)
+    restart(writer.engine)
+    # Batches of 2 fills, and a first statement of 3 that ends inside an instant (3 fills).
+    monkeypatch.setattr(pnl_store, "_STREAM_ROWS", 2)
+    monkeypatch.setattr(pnl_store, "_FIRST_ROWS", 3)
+    small = rebuild_completed_trades(writer.engine)
+
+    assert stored(writer.engine) == rows
+    assert (small.inserted, small.fills_read, small.realized) == (
+        reference.inserted,
+        reference.fills_read,
+        reference.realized,
+    )
+    assert small.open_positions == reference.open_positions
+    with writer.engine.connect() as conn:
+        by_exit = conn.execute(
+            text("SELECT id FROM trading.completed_trades ORDER BY exit_time, trade_id")
+        ).scalars()
+        assert list(by_exit) == [r[0] for r in rows]  # ids follow (exit_time, trade_id)
+    assert len({r[17] for r in rows}) < len(rows)  # the tape does have ties
+
+
+def test_rows_written_straight_into_the_table_equal_the_rows_the_merge_inserts(
+    writer: Writer,
+) -> None:
+    insert_raw_fills(writer.engine, tape(3))
+    first = rebuild_completed_trades(writer.engine)  # nothing stored yet: COPY in order
+    direct = stored(writer.engine)
+    with writer.engine.begin() as conn:  # keep one row: the next rebuild has to merge
+        conn.execute(text("DELETE FROM trading.completed_trades WHERE id > 1"))
+    merged = rebuild_completed_trades(writer.engine)
+
+    assert (first.inserted, merged.inserted, merged.unchanged) == (len(direct), len(direct) - 1, 1)
+    assert [r[1:] for r in stored(writer.engine)] == [r[1:] for r in direct]
+    again = rebuild_completed_trades(writer.engine)
+    assert (again.inserted, again.updated, again.deleted, again.unchanged) == (0, 0, 0, len(direct))
+
+
+def test_open_positions_and_realized_figures_equal_the_engines(writer: Writer) -> None:
+    rows = tape(2)
+    rows += [  # left open: a partly closed lot, with its entry fee split
+        {
+            "exec_id": "open-a",
+            "symbol": "XRPUSDT",
+            "side": "Buy",
+            "exec_price": D("0.5"),
+            "exec_qty": D(30),
+            "exec_time": T0,
+            "commission": D("0.07"),
+        },
+        {
+            "exec_id": "open-b",
+            "symbol": "XRPUSDT",
+            "side": "Sell",
+            "exec_price": D("0.6"),
+            "exec_qty": D(7),
+            "exec_time": T0 + timedelta(seconds=1),
+            "commission": D("0.01"),
+        },
+    ]
+    insert_raw_fills(writer.engine, rows)
+    stats = rebuild_completed_trades(writer.engine)
+    with writer.engine.connect() as conn:
+        cur: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        result = rebuild(pnl_store.read_fills(cur, ("TRUE", ())))
+
+    assert stats.open_positions == tuple(p for p in result.positions if p.lots)
+    closed = {t.trade_id for t in result.round_trips}
+    for line in stats.realized:
+        mine = [r for r in result.realizations if r.bot_id == line.bot_id]
+        assert line.net_pnl_round_trips == sum(
+            (t.net_pnl for t in result.round_trips if t.bot_id == line.bot_id), D(0)
+        )
+        assert line.net_pnl_open_trips == sum(
+            (r.net for r in mine if r.trade_id not in closed), D(0)
+        )

@@ -23,10 +23,12 @@ from alpha_models.pnl import (
     PositionState,
     Realization,
     RoundTrip,
+    SortedFifo,
     fill_order_key,
     make_trade_id,
     rebuild,
     sort_fills,
+    sorted_round_trips,
     unrealized_pnl,
 )
 
@@ -890,3 +892,49 @@ def test_rebuild_ignores_input_order_and_matches_incremental_apply(
     for fill in fills:
         book.apply(fill)
     assert book.result() == reference
+
+
+@PROPERTY
+@given(tapes, st.integers(1, 5))
+def test_the_sorted_fast_path_derives_the_reference_round_trips_and_positions(
+    tape: list[tuple[int, str, int, int, int]], batches: int
+) -> None:
+    fills = to_fills(tape)  # in fill_order_key order, unique exec_ids: the rebuild's input
+    reference = rebuild(fills)
+    assert sorted_round_trips(fills) == (reference.round_trips, reference.positions)
+
+    # Fed in several batches, the state carries over: the same trips, in the same order.
+    def feed(fifo: SortedFifo, part: list[PnlFill]) -> list[tuple[object, ...]]:
+        return fifo.feed(
+            [(f.bot_id, f.symbol) for f in part],
+            [f.side == "Buy" for f in part],
+            [f.price for f in part],
+            [f.qty for f in part],
+            [f.fee for f in part],
+            part,
+        )
+
+    whole, batched = SortedFifo(), SortedFifo()
+    size = -(-len(fills) // batches)
+    in_batches = [c for k in range(0, len(fills), size) for c in feed(batched, fills[k : k + size])]
+    assert in_batches == feed(whole, fills)
+    assert [c[3].exec_time for c in in_batches] == [t.exit_time for t in reference.round_trips]
+    assert batched.open_runs() == whole.open_runs()
+
+
+def test_the_sorted_fast_path_splits_fees_like_the_reference_on_a_flip_and_open_lots() -> None:
+    tape = Tape()
+    tape.add("Buy", "0.3", "100", fee="0.03")
+    tape.add("Buy", "0.2", "101", fee="0.07")
+    tape.add("Sell", "0.1", "102", fee="0.011")  # a piece of the first lot: its fee is split
+    tape.add("Sell", "0.7", "103", fee="0.0777")  # empties both lots and flips to short 0.3
+    tape.add("Buy", "0.1", "99", fee="0.001")  # a piece of the flip's lot
+    reference = rebuild(tape.fills)
+    trips, positions = sorted_round_trips(tape.fills)
+
+    assert (trips, positions) == (reference.round_trips, reference.positions)
+    (trip,) = trips
+    # the flip fill's fee: 0.4 of its 0.7 closes (0.0444), 0.3 opens the short (0.0333)
+    assert trip.exit_commission == D("0.011") + D("0.0444")
+    (lot,) = positions[0].lots
+    assert (lot.side, lot.remaining_qty, lot.remaining_entry_fee) == ("Sell", D("0.2"), D("0.0222"))
