@@ -1,35 +1,76 @@
-# ruff: noqa: S608  (the only interpolated text is the constant column list)
+# ruff: noqa: S608  (the only interpolated text is the constant column lists)
 """Bulk ingestion: many fills at COPY speed, with the same result as one-by-one recording.
 
-Fills are COPYed into a temporary table, inserted into ``trading.fills`` in one
-``INSERT ... SELECT ... ON CONFLICT (exec_id) DO NOTHING``, and every (bot, symbol) pair
-that received a new fill gets its lots and position rebuilt from its fills in
-(exec_time, id) order: the same FIFO as ``trading.record_fill`` (an opposite fill consumes
-the oldest open lots, a larger one flips), computed here in Python and written back with
-COPY. All in one transaction: the batch is stored completely or not at all.
+All in one transaction: the batch is stored completely or not at all.
+
+1. **Fills.** The input is consumed lazily, while it is sent: ``COPY trading.fills FROM
+   STDIN`` reads from a file-like object whose ``read()`` pulls the next fills from the
+   caller's iterator (validating them, when the iterator validates) and formats them, so
+   Python works on the next chunk while the server stores the previous one. Ids come from
+   the column default, in input order, as ``nextval`` called up front would give them; they
+   are then known from the first row's id and ``currval`` (one query), or read back when
+   another writer took ids from the sequence meanwhile.
+
+   When an execution of the batch is already stored the batch goes the *staged* way: COPY
+   into a temporary table, one ``INSERT ... SELECT ... ON CONFLICT (exec_id) DO NOTHING``,
+   and re-attribution of stored ``unknown`` copies to the batch's bot. The first chunk is
+   read ahead and looked up before the COPY starts (a re-run or an overlapping batch
+   repeats its first executions: staged at once, nothing wasted). A stored execution
+   further on, or one a concurrent writer commits meanwhile, makes the COPY fail on the
+   ``exec_id`` key: the transaction is rolled back and restarts staged, with the same rows
+   except the ids, which then skip the sequence values the failed COPY used.
+2. **Lots and positions.** Every (bot, symbol) pair that received a new fill gets its lots
+   rebuilt in (exec_time, id) order: the same FIFO as ``trading.record_fill`` (an opposite
+   fill consumes the oldest open lots, a larger one flips; closed lots are kept with
+   remaining 0), from the batch alone for a pair without a position row, from all its
+   stored fills otherwise. All pairs' lots go in **one** COPY, built pair by pair while the
+   server stores the previous pair's, and all positions are updated by one statement
+   (``open_qty`` and ``open_cost`` set NULL: unknown, the next ``record_fill`` sums the
+   lots once).
+
+The server's share is bounded by what it must store: each fill row with its 7 indexes (as
+a plain COPY of the same rows) and each lot row with its 5 indexes and 2 foreign-key checks
+(``bots`` and ``fills``, run per row), which costs the server 1.2-1.7x a fill row. A
+history where every fill opens a lot therefore needs well over twice a plain COPY's server
+time (``benchmarks/bench_writepath.py`` prints that bound).
 """
 
 from __future__ import annotations
 
-import io
+import gc
+import operator
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from itertools import islice
+from typing import Any, NamedTuple, Protocol
 
+import psycopg2.errors
 from sqlalchemy.engine import Engine
 
-from alpha_models.inputs import UNKNOWN_BOT, FillInput
+from alpha_models.inputs import UNKNOWN_BOT, ExecType, FillInput
 
 _Q8 = Decimal("1E-8")
 _ZERO = Decimal(0)
+_NULL = "\\N"
+_CHUNK = 1000  # fills per read() of the COPY stream (~140 kB of text)
+_EXEC_ID_KEY = "fills_exec_id_key"
 
-_STAGE_COLUMNS = (
-    "exec_id, bot_id, symbol, order_id, client_order_id, side, exec_price, exec_qty, "
-    "exec_time, close_reason, commission, exec_type, source"
+# Column orders of the COPY texts: a lot's columns that come from its fill first, in the
+# order they open the fill's line, so a lot's line starts with the same text (its "head").
+_HEAD_COLUMNS = "bot_id, symbol, exec_id, side, exec_price, exec_time, order_id"
+_FILL_COLUMNS = (
+    f"{_HEAD_COLUMNS}, client_order_id, exec_qty, close_reason, commission, exec_type, source"
 )
+_LOT_COLUMNS = (
+    "bot_id, symbol, entry_id, side, entry_price, entry_time, entry_order_id, "
+    "entry_fill_id, original_qty, remaining_qty, entry_commission, status"
+)
+
+Pair = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +80,8 @@ class BulkResult:
     duplicate: int
     funding: int
     pairs_rebuilt: int
+    #: True when a stored execution sent the batch the staged way (see the module docstring).
+    staged: bool = False
 
 
 def _esc(text: str) -> str:
@@ -46,50 +89,168 @@ def _esc(text: str) -> str:
     return text.replace("\\", "\\\\") if "\\" in text else text
 
 
-def _stage_rows(fills: Iterable[tuple[int, FillInput]]) -> Iterator[str]:
-    for fill_id, f in fills:
-        reason = "\\N" if f.close_reason is None else _esc(f.close_reason)
-        yield (
-            f"{fill_id}\t{_esc(f.exec_id)}\t{f.bot_id}\t{f.symbol}\t{_esc(f.order_id)}\t"
-            f"{_esc(f.client_order_id)}\t{f.side.value}\t{f.exec_price}\t{f.exec_qty}\t"
-            f"{f.exec_time.isoformat()}\t{reason}\t{f.commission}\t{f.exec_type.value}\t"
-            f"{f.source}\n"
-        )
+def _head(
+    bot_id: str, symbol: str, exec_id: str, side: str, price: Decimal, time: datetime, order_id: str
+) -> str:
+    """The text a fill's line and its lot's line both start with (``_HEAD_COLUMNS``)."""
+    return (
+        f"{bot_id}\t{symbol}\t{_esc(exec_id)}\t{side}\t{price!s}\t{time.isoformat()}\t"
+        f"{_esc(order_id)}\t"
+    )
+
+
+def _fill_tail(f: FillInput) -> str:
+    """The rest of a fill's line, after its head."""
+    reason = _NULL if f.close_reason is None else _esc(f.close_reason)
+    return (
+        f"{_esc(f.client_order_id)}\t{f.exec_qty!s}\t{reason}\t{f.commission!s}\t"
+        f"{f.exec_type}\t{f.source}\n"
+    )
+
+
+class _FillReader:
+    """The batch as a file for ``copy_expert``: each ``read()`` takes the next fills.
+
+    Keeps what the later steps need: the trades (first occurrence of each ``exec_id``, in
+    input order) with the head of their line, their positions per pair, and the funding
+    settlements. An exception from the caller's iterator (a rejected fill) is kept in
+    :attr:`error` and re-raised: psycopg2 would otherwise replace it by a ``QueryCanceled``.
+    """
+
+    def __init__(self, fills: Iterable[FillInput]) -> None:
+        self._fills = iter(fills)
+        self.received = 0
+        self.trades: list[FillInput] = []
+        self.heads: list[str] = []
+        self.by_pair: dict[Pair, list[int]] = {}
+        self.funding: list[FillInput] = []
+        self.error: BaseException | None = None
+        self._seen: set[str] = set()
+        self._ahead: str | None = None
+
+    def peek(self) -> list[str]:
+        """Read the first chunk ahead (``read()`` returns it first): its ``exec_id`` values."""
+        self._ahead = self.read()
+        return [f.exec_id for f in self.trades]
+
+    def read(self, size: int = -1) -> str:
+        if self._ahead is not None:
+            text, self._ahead = self._ahead, None
+            return text
+        try:
+            while True:
+                chunk = list(islice(self._fills, _CHUNK))
+                if not chunk:
+                    return ""
+                self.received += len(chunk)
+                text = self._lines(chunk)
+                if text:
+                    return text
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def _lines(self, chunk: list[FillInput]) -> str:
+        lines: list[str] = []
+        trades, heads, by_pair, seen = self.trades, self.heads, self.by_pair, self._seen
+        for f in chunk:
+            if f.exec_type is ExecType.FUNDING:
+                self.funding.append(f)
+                continue
+            if f.exec_id in seen:
+                continue
+            seen.add(f.exec_id)
+            if f.bot_id != UNKNOWN_BOT:
+                pair = (f.bot_id, f.symbol)
+                indexes = by_pair.get(pair)
+                if indexes is None:
+                    by_pair[pair] = [len(trades)]
+                else:
+                    indexes.append(len(trades))
+            trades.append(f)
+            head = _head(
+                f.bot_id, f.symbol, f.exec_id, f.side, f.exec_price, f.exec_time, f.order_id
+            )
+            heads.append(head)
+            lines.append(head + _fill_tail(f))
+        return "".join(lines)
+
+    def drain(self) -> None:
+        """Consume the rest of the input (the COPY may have stopped reading on an error)."""
+        while self.read():
+            pass
+
+
+class _Chunks:
+    """A file for ``copy_expert`` over text chunks produced on demand."""
+
+    def __init__(self, chunks: Iterator[str]) -> None:
+        self._chunks = chunks
+
+    def read(self, size: int = -1) -> str:
+        return next(self._chunks, "")
+
+
+class _Fill(Protocol):
+    @property
+    def side(self) -> str: ...
+    @property
+    def exec_price(self) -> Decimal: ...
+    @property
+    def exec_qty(self) -> Decimal: ...
+    @property
+    def exec_time(self) -> datetime: ...
+    @property
+    def commission(self) -> Decimal: ...
+
+
+class _StoredFill(NamedTuple):
+    side: str
+    exec_price: Decimal
+    exec_qty: Decimal
+    exec_time: datetime
+    commission: Decimal
 
 
 @dataclass(slots=True)
 class _Lot:
     fill_id: int
-    exec_id: str
-    order_id: str
-    side: str
-    price: Decimal
+    head: str
+    fill: _Fill
     original: Decimal
     remaining: Decimal
-    time: datetime
     fee: Decimal
 
 
-def build_lots(fills: Iterable[tuple[Any, ...]]) -> list[_Lot]:
-    """FIFO lots of one pair from its fills ``(id, exec_id, order_id, side, price, qty, time,
-    commission)`` in (exec_time, id) order; closed lots are kept with remaining 0."""
+def build_lots(fills: Iterable[tuple[int, str, _Fill]]) -> list[_Lot]:
+    """FIFO lots of one pair from its ``(id, head, fill)`` in (exec_time, id) order; closed
+    lots are kept with remaining 0."""
     lots: list[_Lot] = []
     open_lots: deque[_Lot] = deque()
-    for fill_id, exec_id, order_id, side, price, qty, when, fee in fills:
-        left: Decimal = qty
-        if open_lots and open_lots[0].side != side:
-            while open_lots and left > 0:
+    book_side = ""  # the side of the open lots
+    for fill_id, head, fill in fills:
+        qty = fill.exec_qty
+        left = qty
+        if open_lots and book_side != fill.side:
+            while open_lots:
                 lot = open_lots[0]
-                take = min(lot.remaining, left)
-                lot.remaining -= take
-                left -= take
-                if lot.remaining == 0:
-                    open_lots.popleft()
+                if lot.remaining > left:
+                    lot.remaining -= left
+                    left -= left  # zero, at the scale of the quantities
+                    break
+                left -= lot.remaining
+                lot.remaining -= lot.remaining
+                open_lots.popleft()
+                if not left:
+                    break
         if left > 0:
-            lot_fee = fee if left == qty else (fee * left / qty).quantize(_Q8, ROUND_HALF_UP)
-            lot = _Lot(fill_id, exec_id, order_id, side, price, left, left, when, lot_fee)
+            fee = fill.commission
+            if left != qty:
+                fee = (fee * left / qty).quantize(_Q8, ROUND_HALF_UP)
+            lot = _Lot(fill_id, head, fill, left, left, fee)
             lots.append(lot)
             open_lots.append(lot)
+            book_side = fill.side
     return lots
 
 
@@ -98,145 +259,279 @@ def _position(lots: list[_Lot]) -> tuple[str, Decimal, Decimal | None]:
     size = sum((lot.remaining for lot in open_lots), _ZERO)
     if size == 0:
         return "", _ZERO, None
-    avg = sum((lot.remaining * lot.price for lot in open_lots), _ZERO) / size
-    return open_lots[0].side, size, avg.quantize(_Q8, ROUND_HALF_UP)
+    avg = sum((lot.remaining * lot.fill.exec_price for lot in open_lots), _ZERO) / size
+    return str(open_lots[0].fill.side), size, avg.quantize(_Q8, ROUND_HALF_UP)
 
 
-def _lot_status(lot: _Lot) -> str:
-    if lot.remaining == 0:
-        return "closed"
-    return "open" if lot.remaining == lot.original else "partially_closed"
+def _lot_text(lots: list[_Lot]) -> str:
+    lines = []
+    for lot in lots:
+        remaining = lot.remaining
+        if remaining == 0:
+            status = "closed"
+        elif remaining == lot.original:
+            status = "open"
+        else:
+            status = "partially_closed"
+        lines.append(
+            f"{lot.head}{lot.fill_id}\t{lot.original!s}\t{remaining!s}\t{lot.fee!s}\t{status}\n"
+        )
+    return "".join(lines)
+
+
+@dataclass(slots=True)
+class _Stored:
+    """What step 1 stored: the id of each trade and which pairs must be rebuilt."""
+
+    ids: Sequence[int]
+    inserted: set[int] | None  # None: every trade was inserted
+    moved: set[Pair]  # pairs that received a re-attributed 'unknown' copy
+    staged: bool
 
 
 def ingest_bulk(engine: Engine, fills: Iterable[FillInput]) -> BulkResult:
-    """Store ``fills`` (validated) in one transaction; see the module docstring."""
-    batch = list(fills)
-    trades = list({f.exec_id: f for f in reversed([f for f in batch if f.is_trade])}.values())
-    trades.reverse()  # first occurrence of each exec_id, in input order
-    funding = [f for f in batch if f.is_funding]
-    raw = engine.raw_connection()
+    """Store ``fills`` (validated) in one transaction; see the module docstring.
+
+    ``fills`` is consumed once, while the COPY runs: an exception it raises (a rejected
+    fill) rolls the whole batch back and is re-raised as is.
+    """
+    reader = _FillReader(fills)
+    with _gc_paused():
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            stored = _store_fills(raw, cur, reader)
+            pairs = sorted(set(_new_pairs(reader, stored)) | stored.moved)
+            if pairs:
+                _rebuild_pairs(cur, reader, stored, pairs)
+            funding_new = _insert_funding(cur, reader.funding)
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+    new = len(reader.trades) if stored.inserted is None else len(stored.inserted)
+    duplicate = reader.received - len(reader.funding) - new
+    return BulkResult(reader.received, new, duplicate, funding_new, len(pairs), stored.staged)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for the call (restored after).
+
+    A batch keeps a few tracked objects per fill alive and makes no reference cycles, so a
+    collection finds nothing, but each full one walks every object again: up to a second
+    per 200,000 fills, all CPU taken from the server on a busy machine.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        cur = raw.cursor()
-        # Ids come from the fills sequence up front, so new lots need no read-back.
-        cur.execute(
-            "SELECT nextval('trading.fills_id_seq') FROM generate_series(1, %s)", (len(trades),)
-        )
-        ids = [row[0] for row in cur.fetchall()]
-        cur.execute(
-            f"CREATE TEMP TABLE alpha_stage ON COMMIT DROP AS "
-            f"SELECT id, {_STAGE_COLUMNS} FROM trading.fills WITH NO DATA"
-        )
-        cur.copy_expert(
-            f"COPY alpha_stage (id, {_STAGE_COLUMNS}) FROM STDIN",
-            io.StringIO("".join(_stage_rows(zip(ids, trades, strict=True)))),
-        )
-        # Pairs that hold fills already need a rebuild from the database; new pairs are
-        # computed from the batch alone.
-        cur.execute(
-            "SELECT DISTINCT s.bot_id, s.symbol FROM alpha_stage s JOIN trading.positions p "
-            "ON p.bot_id = s.bot_id AND p.symbol = s.symbol"
-        )
-        existing_pairs = {(b, sym) for b, sym in cur.fetchall()}
-        cur.execute(
-            f"INSERT INTO trading.fills (id, {_STAGE_COLUMNS}) SELECT id, {_STAGE_COLUMNS} "
-            "FROM alpha_stage ON CONFLICT (exec_id) DO NOTHING RETURNING id"
-        )
-        inserted = {row[0] for row in cur.fetchall()}
-        # An 'unknown' copy of an execution the batch attributes to a bot: re-attribute it.
-        cur.execute(
-            "UPDATE trading.fills f SET bot_id = s.bot_id, "
-            "close_reason = coalesce(nullif(s.close_reason, ''), f.close_reason) "
-            "FROM alpha_stage s WHERE f.exec_id = s.exec_id AND f.bot_id = %s "
-            "AND s.bot_id <> %s RETURNING f.bot_id, f.symbol",
-            (UNKNOWN_BOT, UNKNOWN_BOT),
-        )
-        moved = {(b, sym) for b, sym in cur.fetchall()}
-        by_pair: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
-        for fill_id, f in zip(ids, trades, strict=True):
-            if fill_id in inserted and f.bot_id != UNKNOWN_BOT:
-                by_pair.setdefault((f.bot_id, f.symbol), []).append(
-                    (
-                        fill_id,
-                        f.exec_id,
-                        f.order_id,
-                        f.side.value,
-                        f.exec_price,
-                        f.exec_qty,
-                        f.exec_time,
-                        f.commission,
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _store_fills(raw: Any, cur: Any, reader: _FillReader) -> _Stored:
+    """Step 1: direct when no execution of the batch is stored yet, else staged."""
+    first = reader.peek()
+    if not first:  # no trade in the batch
+        return _Stored([], None, set(), staged=False)
+    # A re-run or an overlapping batch usually repeats its first executions: staged at once.
+    cur.execute("SELECT EXISTS (SELECT FROM trading.fills WHERE exec_id = ANY(%s))", (first,))
+    if cur.fetchone()[0]:
+        reader.drain()
+        return _stage_fills(cur, reader.trades, reader.heads)
+    try:
+        return _copy_fills(cur, reader)
+    except psycopg2.errors.UniqueViolation as exc:
+        # Stored later in the batch, or by a concurrent writer since the check.
+        if exc.diag.constraint_name != _EXEC_ID_KEY:
+            raise
+        raw.rollback()  # nothing else was written yet
+        reader.drain()
+        return _stage_fills(cur, reader.trades, reader.heads)
+
+
+def _copy_fills(cur: Any, reader: _FillReader) -> _Stored:
+    """Step 1, direct: COPY the batch straight into ``trading.fills``."""
+    try:
+        cur.copy_expert(f"COPY trading.fills ({_FILL_COLUMNS}) FROM STDIN", reader, size=1 << 16)
+    except psycopg2.Error:
+        if reader.error is not None:
+            raise reader.error from None
+        raise
+    n = len(reader.trades)
+    # COPY evaluates the id default row by row, in input order: if nobody else took ids
+    # from the sequence meanwhile, the batch holds first..currval.
+    cur.execute(
+        "SELECT id, currval('trading.fills_id_seq') FROM trading.fills WHERE exec_id = %s",
+        (reader.trades[0].exec_id,),
+    )
+    first, last = cur.fetchone()
+    if last - first + 1 == n:
+        return _Stored(range(first, last + 1), None, set(), staged=False)
+    cur.execute("SELECT exec_id, id FROM trading.fills WHERE id BETWEEN %s AND %s", (first, last))
+    by_exec = dict(cur.fetchall())
+    return _Stored([by_exec[f.exec_id] for f in reader.trades], None, set(), staged=False)
+
+
+def _stage_fills(cur: Any, trades: list[FillInput], heads: list[str]) -> _Stored:
+    """Step 1, staged: some executions are stored already (see the module docstring)."""
+    cur.execute(
+        f"CREATE TEMP TABLE alpha_stage ON COMMIT DROP AS "
+        f"SELECT id, {_FILL_COLUMNS} FROM trading.fills WITH NO DATA"
+    )
+    # Ids in input order, as the direct COPY gives them.
+    cur.execute(
+        "ALTER TABLE alpha_stage ALTER COLUMN id SET DEFAULT nextval('trading.fills_id_seq')"
+    )
+    text = (
+        "".join([heads[k] + _fill_tail(trades[k]) for k in range(i, min(i + _CHUNK, len(trades)))])
+        for i in range(0, len(trades), _CHUNK)
+    )
+    cur.copy_expert(f"COPY alpha_stage ({_FILL_COLUMNS}) FROM STDIN", _Chunks(text), size=1 << 16)
+    cur.execute("SELECT exec_id, id FROM alpha_stage")
+    by_exec = dict(cur.fetchall())
+    cur.execute(
+        f"INSERT INTO trading.fills (id, {_FILL_COLUMNS}) SELECT id, {_FILL_COLUMNS} "
+        "FROM alpha_stage ON CONFLICT (exec_id) DO NOTHING RETURNING id"
+    )
+    inserted = {row[0] for row in cur.fetchall()}
+    # An 'unknown' copy of an execution the batch attributes to a bot: re-attribute it.
+    cur.execute(
+        "UPDATE trading.fills f SET bot_id = s.bot_id, "
+        "close_reason = coalesce(nullif(s.close_reason, ''), f.close_reason) "
+        "FROM alpha_stage s WHERE f.exec_id = s.exec_id AND f.bot_id = %s "
+        "AND s.bot_id <> %s RETURNING f.bot_id, f.symbol",
+        (UNKNOWN_BOT, UNKNOWN_BOT),
+    )
+    moved = {(b, sym) for b, sym in cur.fetchall()}
+    return _Stored([by_exec[f.exec_id] for f in trades], inserted, moved, staged=True)
+
+
+def _new_pairs(reader: _FillReader, stored: _Stored) -> Iterator[Pair]:
+    """Pairs that received at least one new fill."""
+    if stored.inserted is None:
+        yield from reader.by_pair
+        return
+    for pair, indexes in reader.by_pair.items():
+        if any(stored.ids[i] in stored.inserted for i in indexes):
+            yield pair
+
+
+def _rebuild_pairs(cur: Any, reader: _FillReader, stored: _Stored, pairs: list[Pair]) -> None:
+    """Step 2: replace the lots and position of ``pairs`` (sorted: the lock order)."""
+    bots = [bot for bot, _ in pairs]
+    symbols = [symbol for _, symbol in pairs]
+    unnest = "unnest(%s::varchar[], %s::varchar[]) WITH ORDINALITY AS t(bot_id, symbol, n)"
+    # A pair with a position row has fills stored before this batch: it is rebuilt from
+    # all its fills. So is one whose row another writer created before we locked it.
+    cur.execute(
+        f"SELECT p.bot_id, p.symbol FROM trading.positions p JOIN {unnest} "
+        "ON p.bot_id = t.bot_id AND p.symbol = t.symbol",
+        (bots, symbols),
+    )
+    from_db = {(bot, symbol) for bot, symbol in cur.fetchall()} | stored.moved
+    cur.execute(
+        f"SELECT p.version, p.last_exec_time FROM {unnest} "
+        "CROSS JOIN LATERAL trading.lock_position(t.bot_id, t.symbol) p ORDER BY t.n",
+        (bots, symbols),
+    )
+    for pair, (version, last) in zip(pairs, cur.fetchall(), strict=True):
+        if version != 0 or last is not None:
+            from_db.add(pair)
+    cur.execute(
+        f"DELETE FROM trading.position_entries e USING {unnest} "
+        "WHERE e.bot_id = t.bot_id AND e.symbol = t.symbol",
+        (bots, symbols),
+    )
+    fills_of: dict[Pair, list[tuple[int, str, _Fill]]] = {}
+    for bot_id, symbol in pairs:
+        if (bot_id, symbol) in from_db:
+            cur.execute(
+                "SELECT id, exec_id, order_id, side, exec_price, exec_qty, exec_time, commission "
+                "FROM trading.fills WHERE bot_id = %s AND symbol = %s ORDER BY exec_time, id",
+                (bot_id, symbol),
+            )
+            fills_of[bot_id, symbol] = [
+                (
+                    fill_id,
+                    _head(bot_id, symbol, exec_id, side, price, time, order_id),
+                    _StoredFill(side, price, qty, time, fee),
+                )
+                for fill_id, exec_id, order_id, side, price, qty, time, fee in cur.fetchall()
+            ]
+    positions: list[tuple[Any, ...]] = []
+
+    def lots_text() -> Iterator[str]:
+        # Built pair by pair while the server stores the previous pair's lots.
+        ids, trades, heads, inserted = stored.ids, reader.trades, reader.heads, stored.inserted
+        for pair in pairs:
+            rows = fills_of.get(pair)
+            if rows is None:  # a new pair: the batch alone, in (exec_time, id) order
+                indexes = reader.by_pair[pair]
+                if inserted is not None:
+                    indexes = [i for i in indexes if ids[i] in inserted]
+                times = [trades[i].exec_time for i in indexes]
+                if any(map(operator.gt, times, times[1:])):
+                    # ids grow with the input order: a stable sort on the time is (time, id).
+                    indexes.sort(key=lambda i: trades[i].exec_time)
+                last: datetime | None = trades[indexes[-1]].exec_time
+                lots = build_lots(
+                    zip(
+                        map(ids.__getitem__, indexes),
+                        map(heads.__getitem__, indexes),
+                        map(trades.__getitem__, indexes),
+                        strict=True,
                     )
                 )
-        pairs = sorted(set(by_pair) | moved)
-        for pair in pairs:
-            if pair in existing_pairs or pair in moved:
-                _rebuild_pair(cur, *pair)
             else:
-                rows = sorted(by_pair[pair], key=lambda r: (r[6], r[0]))
-                _write_pair(cur, pair[0], pair[1], rows)
-        funding_new = 0
-        for f in funding:
-            cur.execute(
-                "INSERT INTO trading.funding_settlements (exec_id, bot_id, symbol, side, "
-                "position_qty, mark_price, fee, exec_time, source) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (exec_id) DO NOTHING",
-                (
-                    f.exec_id,
-                    f.bot_id,
-                    f.symbol,
-                    f.side.value,
-                    f.exec_qty,
-                    f.exec_price,
-                    f.commission,
-                    f.exec_time,
-                    f.source,
-                ),
-            )
-            funding_new += cur.rowcount
-        raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
-    new = len(inserted)
-    return BulkResult(len(batch), new, len(batch) - len(funding) - new, funding_new, len(pairs))
+                last = rows[-1][2].exec_time if rows else None
+                lots = build_lots(rows)
+            side, size, avg = _position(lots)
+            positions.append((*pair, size, side, avg, last))
+            if lots:
+                yield _lot_text(lots)
 
-
-def _rebuild_pair(cur: Any, bot_id: str, symbol: str) -> None:
-    cur.execute(
-        "SELECT id, exec_id, order_id, side, exec_price, exec_qty, exec_time, commission "
-        "FROM trading.fills WHERE bot_id = %s AND symbol = %s ORDER BY exec_time, id",
-        (bot_id, symbol),
-    )
-    _write_pair(cur, bot_id, symbol, cur.fetchall())
-
-
-def _write_pair(cur: Any, bot_id: str, symbol: str, rows: list[tuple[Any, ...]]) -> None:
-    """Replace the pair's lots and position by those ``rows`` (all its fills, in order) give."""
-    cur.execute("SELECT * FROM trading.lock_position(%s, %s)", (bot_id, symbol))
-    lots = build_lots(rows)
-    cur.execute(
-        "DELETE FROM trading.position_entries WHERE bot_id = %s AND symbol = %s", (bot_id, symbol)
-    )
-    text_rows = [
-        f"{bot_id}\t{symbol}\t{_esc(lot.exec_id)}\t{lot.side}\t{lot.price}\t{lot.original}\t"
-        f"{lot.remaining}\t{lot.time.isoformat()}\t{lot.fill_id}\t{_esc(lot.order_id)}\t"
-        f"{lot.fee}\t{_lot_status(lot)}\n"
-        for lot in lots
-    ]
     cur.copy_expert(
-        "COPY trading.position_entries (bot_id, symbol, entry_id, side, entry_price, "
-        "original_qty, remaining_qty, entry_time, entry_fill_id, entry_order_id, "
-        "entry_commission, status) FROM STDIN",
-        io.StringIO("".join(text_rows)),
+        f"COPY trading.position_entries ({_LOT_COLUMNS}) FROM STDIN", _Chunks(lots_text())
     )
-    side, size, avg = _position(lots)
-    last = rows[-1][6] if rows else None
     cur.execute(
-        # The open-lot totals are left unknown: the next record_fill sums the lots once.
-        "UPDATE trading.positions SET size = %s, side = %s, avg_entry_price = %s, "
-        "open_qty = NULL, open_cost = NULL, "
-        "version = version + 1, last_exec_time = greatest(last_exec_time, %s), "
-        "updated_at = now() WHERE bot_id = %s AND symbol = %s",
-        (size, side, avg, last, bot_id, symbol),
+        "UPDATE trading.positions p SET size = u.size, side = u.side, avg_entry_price = u.avg, "
+        "open_qty = NULL, open_cost = NULL, version = p.version + 1, "
+        "last_exec_time = greatest(p.last_exec_time, u.last), updated_at = now() "
+        "FROM unnest(%s::varchar[], %s::varchar[], %s::numeric[], %s::varchar[], "
+        "%s::numeric[], %s::timestamptz[]) AS u(bot_id, symbol, size, side, avg, last) "
+        "WHERE p.bot_id = u.bot_id AND p.symbol = u.symbol",
+        tuple(list(column) for column in zip(*positions, strict=True)),
     )
+
+
+def _insert_funding(cur: Any, funding: list[FillInput]) -> int:
+    """Funding settlements, in input order; the first of a repeated ``exec_id`` wins."""
+    if not funding:
+        return 0
+    columns = [
+        [f.exec_id for f in funding],
+        [f.bot_id for f in funding],
+        [f.symbol for f in funding],
+        [str(f.side) for f in funding],
+        [f.exec_qty for f in funding],
+        [f.exec_price for f in funding],
+        [f.commission for f in funding],
+        [f.exec_time for f in funding],
+        [f.source for f in funding],
+    ]
+    cur.execute(
+        "INSERT INTO trading.funding_settlements (exec_id, bot_id, symbol, side, position_qty, "
+        "mark_price, fee, exec_time, source) "
+        "SELECT exec_id, bot_id, symbol, side, qty, price, fee, exec_time, source "
+        "FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], "
+        "%s::numeric[], %s::numeric[], %s::numeric[], %s::timestamptz[], %s::varchar[]) "
+        "WITH ORDINALITY AS u(exec_id, bot_id, symbol, side, qty, price, fee, exec_time, "
+        "source, n) ORDER BY n ON CONFLICT (exec_id) DO NOTHING",
+        columns,
+    )
+    return int(cur.rowcount)

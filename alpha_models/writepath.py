@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC
 from enum import StrEnum
@@ -409,20 +409,28 @@ class WritePath:
 
         Unlike :meth:`record_fill` it does not spool: an unreachable database raises
         :class:`~alpha_models.errors.DatabaseUnavailableError` and the batch can be rerun
-        (it is idempotent). The Redis cache is rebuilt for the touched bots afterwards.
+        (it is idempotent). ``fills`` is consumed while it is sent: a fill with an unknown
+        bot (or any exception from ``fills``) rolls the whole batch back and is raised. The
+        Redis cache is rebuilt for the touched bots afterwards.
         """
-        batch = list(fills)
-        for bot_id in {f.bot_id for f in batch}:
-            self.validate_bot(bot_id)
+        bots: set[str] = set()
+
+        def checked() -> Iterator[FillInput]:
+            for fill in fills:
+                if fill.bot_id not in bots:
+                    self.validate_bot(fill.bot_id)
+                    bots.add(fill.bot_id)
+                yield fill
+
         try:
             with self.engine.connect() as conn:
                 self._check_schema(conn)
                 conn.rollback()
-            result = ingest_bulk(self.engine, batch)
+            result = ingest_bulk(self.engine, checked())
         except DBAPIError as exc:
             raise translate_error(exc, self.settings) from None
         if self.cache is not None and result.pairs_rebuilt:
-            self.rebuild_cache({f.bot_id for f in batch})
+            self.rebuild_cache(bots)
         return result
 
     # -- orders and exchange positions -------------------------------------------------
