@@ -322,9 +322,10 @@ _OTHERS_SQL: Final = f"""COPY (SELECT c.trade_id, c.source, c.bot_id, c.symbol, 
  WHERE c.source IS DISTINCT FROM '{SOURCE}') TO STDOUT"""
 
 # Text as PostgreSQL prints it: ISO dates in UTC. No JIT: compiling costs more than it saves.
+# The (exec_time, id) sort of a million fills in memory (each parallel process sorts a part).
 _SESSION_SQL: Final = (
     "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO'; SET LOCAL jit = off; "
-    "SET LOCAL work_mem = '64MB'"
+    "SET LOCAL work_mem = '128MB'"
 )
 
 

@@ -359,7 +359,7 @@ def explain(engine: Engine) -> None:
             text("EXPLAIN (ANALYZE, BUFFERS) " + daily), {"bots": bots, "start": month_start}
         ).scalars()
         print("\n--- daily P&L, all bots, last 30 days\n" + "\n".join(plan))
-        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+        conn.exec_driver_sql(pnl_store._SESSION_SQL)
         scope = "f.bot_id <> 'unknown'"
         cut = conn.execute(
             text("SELECT exec_time FROM trading.fills ORDER BY exec_time OFFSET :n LIMIT 1"),

@@ -209,16 +209,20 @@ BEGIN
             RETURNING p.* INTO v_pos;
             outcome := 'new';
         END IF;
-        IF NOT v_self AND p_client_order_id <> '' AND EXISTS (
-            SELECT 1 FROM trading.fills f
-             WHERE f.client_order_id = p_client_order_id AND f.bot_id = p_bot_id
-               AND f.symbol = p_symbol AND f.source IS NOT NULL
-               AND (f.exec_id LIKE 'legacy:%' OR f.order_id LIKE 'synthetic:%'
-                    OR f.source = 'tracker'))
-        THEN
-            -- The exchange's execution of an order the bot reported itself: the report
-            -- gives way (kept in audit.quarantined_fills), the pair is rebuilt.
-            v_pos := trading.fold_self_reports(p_bot_id, p_symbol, p_client_order_id, p_exec_id);
+        -- Nested, so that a fill without a link id evaluates no query here.
+        IF NOT v_self AND p_client_order_id <> '' THEN
+            IF EXISTS (
+                SELECT 1 FROM trading.fills f
+                 WHERE f.client_order_id = p_client_order_id AND f.bot_id = p_bot_id
+                   AND f.symbol = p_symbol AND f.source IS NOT NULL
+                   AND (f.exec_id LIKE 'legacy:%' OR f.order_id LIKE 'synthetic:%'
+                        OR f.source = 'tracker'))
+            THEN
+                -- The exchange's execution of an order the bot reported itself: the report
+                -- gives way (kept in audit.quarantined_fills), the pair is rebuilt.
+                v_pos := trading.fold_self_reports(
+                    p_bot_id, p_symbol, p_client_order_id, p_exec_id);
+            END IF;
         END IF;
     END IF;
     pos_side := v_pos.side;
