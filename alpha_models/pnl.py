@@ -915,6 +915,24 @@ class _Run:
         self.eq = self.en = self.ef = self.xq = self.xn = self.xf = self.gross = _ZERO
         self.ne = self.nx = 0
 
+    def totals(self, key: Any, side: bool, last: Any) -> ClosedTrip:
+        """The open trip's totals, as closed by the fill ``last`` (None: still open)."""
+        return (
+            key,
+            side,
+            self.first,
+            last,
+            self.eq,
+            self.en,
+            self.ef,
+            self.xq,
+            self.xn,
+            self.xf,
+            self.gross,
+            self.ne,
+            self.nx,
+        )
+
 
 class SortedFifo:
     """FIFO matching over fills that arrive in processing order, as plain columns.
@@ -1043,23 +1061,7 @@ class SortedFifo:
                 run.xf += fee - zero
                 if lots:
                     continue
-                emit(
-                    (
-                        key,
-                        side,
-                        run.first,
-                        ref,
-                        run.eq,
-                        run.en,
-                        run.ef,
-                        run.xq,
-                        run.xn,
-                        run.xf,
-                        run.gross,
-                        run.ne,
-                        run.nx,
-                    )
-                )
+                emit(run.totals(key, side, ref))
                 run.side = None
                 continue
             # A flip: the pieces' exit fees are split now; the rest opens the other side.
@@ -1069,23 +1071,7 @@ class SortedFifo:
                 for q in emptied or ():
                     fee_left -= rnd.divide(fee * q, qty).quantize(_Q8, context=rnd)
             run.xf += fee - fee_left
-            emit(
-                (
-                    key,
-                    side,
-                    run.first,
-                    ref,
-                    run.eq,
-                    run.en,
-                    run.ef,
-                    run.xq,
-                    run.xn,
-                    run.xf,
-                    run.gross,
-                    run.ne,
-                    run.nx,
-                )
-            )
+            emit(run.totals(key, side, ref))
             run.side = buy
             lots.append([price, remaining, remaining, fee_left, None, ref])
             run.first = ref
@@ -1104,21 +1090,7 @@ class SortedFifo:
             for key, run in self._runs.items():
                 if run.side is None:
                     continue
-                totals: ClosedTrip = (
-                    key,
-                    run.side,
-                    run.first,
-                    None,
-                    run.eq,
-                    run.en,
-                    run.ef,
-                    run.xq,
-                    run.xn,
-                    run.xf,
-                    run.gross,
-                    run.ne,
-                    run.nx,
-                )
+                totals: ClosedTrip = run.totals(key, run.side, None)
                 lots = []
                 for price, original, remaining, fee, pieces, ref in run.lots:
                     remaining_fee = fee
