@@ -27,6 +27,14 @@ All in one transaction: the batch is stored completely or not at all.
    server stores the previous pair's, and all positions are updated by one statement
    (``open_qty`` and ``open_cost`` set NULL: unknown, the next ``record_fill`` sums the
    lots once).
+3. **One execution, one row** (as ``trading.record_fill`` since migration 0019): when a new
+   fill of the batch has a ``client_order_id``, a bot's own report of that order (exec_id
+   ``legacy:...``, order id ``synthetic:...`` or source ``tracker``; adopted history, with
+   no source, excepted) and the exchange's execution of it (same bot, symbol and link) are
+   not both kept: the self-report moves to ``audit.quarantined_fills`` (every column, with
+   the reason) before its pair's lots are rebuilt, whichever of the two came first. (One by
+   one, a self-report arriving after the exchange's copy is not stored at all; the batch
+   stores it and moves it at once: the same fills, positions and lots, and the report kept.)
 
 The server's share is bounded by what it must store: each fill row with its 7 indexes (as
 a plain COPY of the same rows) and each lot row with its 5 indexes and 2 foreign-key checks
@@ -82,6 +90,8 @@ class BulkResult:
     pairs_rebuilt: int
     #: True when a stored execution sent the batch the staged way (see the module docstring).
     staged: bool = False
+    #: Self-reports moved to ``audit.quarantined_fills`` (step 3 of the module docstring).
+    folded: int = 0
 
 
 def _esc(text: str) -> str:
@@ -124,6 +134,8 @@ class _FillReader:
         self.heads: list[str] = []
         self.by_pair: dict[Pair, list[int]] = {}
         self.funding: list[FillInput] = []
+        #: Indexes in ``trades`` of the fills with a ``client_order_id`` (step 3).
+        self.linked: list[int] = []
         self.error: BaseException | None = None
         self._seen: set[str] = set()
         self._ahead: str | None = None
@@ -167,6 +179,8 @@ class _FillReader:
                     by_pair[pair] = [len(trades)]
                 else:
                     indexes.append(len(trades))
+                if f.client_order_id:
+                    self.linked.append(len(trades))
             trades.append(f)
             head = _head(
                 f.bot_id, f.symbol, f.exec_id, f.side, f.exec_price, f.exec_time, f.order_id
@@ -302,8 +316,7 @@ def ingest_bulk(engine: Engine, fills: Iterable[FillInput]) -> BulkResult:
             cur = raw.cursor()
             stored = _store_fills(raw, cur, reader)
             pairs = sorted(set(_new_pairs(reader, stored)) | stored.moved)
-            if pairs:
-                _rebuild_pairs(cur, reader, stored, pairs)
+            folded = _rebuild_pairs(cur, reader, stored, pairs) if pairs else 0
             funding_new = _insert_funding(cur, reader.funding)
             raw.commit()
         except BaseException:
@@ -313,7 +326,9 @@ def ingest_bulk(engine: Engine, fills: Iterable[FillInput]) -> BulkResult:
             raw.close()
     new = len(reader.trades) if stored.inserted is None else len(stored.inserted)
     duplicate = reader.received - len(reader.funding) - new
-    return BulkResult(reader.received, new, duplicate, funding_new, len(pairs), stored.staged)
+    return BulkResult(
+        reader.received, new, duplicate, funding_new, len(pairs), stored.staged, folded
+    )
 
 
 @contextmanager
@@ -399,10 +414,14 @@ def _stage_fills(cur: Any, trades: list[FillInput], heads: list[str]) -> _Stored
         "FROM alpha_stage ON CONFLICT (exec_id) DO NOTHING RETURNING id"
     )
     inserted = {row[0] for row in cur.fetchall()}
-    # An 'unknown' copy of an execution the batch attributes to a bot: re-attribute it.
+    # An 'unknown' copy of an execution the batch attributes to a bot: re-attribute it,
+    # as trading.record_fill does.
     cur.execute(
         "UPDATE trading.fills f SET bot_id = s.bot_id, "
-        "close_reason = coalesce(nullif(s.close_reason, ''), f.close_reason) "
+        "client_order_id = CASE WHEN f.client_order_id = '' THEN s.client_order_id "
+        "ELSE f.client_order_id END, "
+        "close_reason = coalesce(nullif(s.close_reason, ''), f.close_reason), "
+        "source = coalesce(f.source, s.source) "
         "FROM alpha_stage s WHERE f.exec_id = s.exec_id AND f.bot_id = %s "
         "AND s.bot_id <> %s RETURNING f.bot_id, f.symbol",
         (UNKNOWN_BOT, UNKNOWN_BOT),
@@ -421,8 +440,9 @@ def _new_pairs(reader: _FillReader, stored: _Stored) -> Iterator[Pair]:
             yield pair
 
 
-def _rebuild_pairs(cur: Any, reader: _FillReader, stored: _Stored, pairs: list[Pair]) -> None:
-    """Step 2: replace the lots and position of ``pairs`` (sorted: the lock order)."""
+def _rebuild_pairs(cur: Any, reader: _FillReader, stored: _Stored, pairs: list[Pair]) -> int:
+    """Steps 2 and 3: fold self-reports, replace the lots and position of ``pairs`` (sorted:
+    the lock order); returns the number of self-reports folded."""
     bots = [bot for bot, _ in pairs]
     symbols = [symbol for _, symbol in pairs]
     unnest = "unnest(%s::varchar[], %s::varchar[]) WITH ORDINALITY AS t(bot_id, symbol, n)"
@@ -447,6 +467,8 @@ def _rebuild_pairs(cur: Any, reader: _FillReader, stored: _Stored, pairs: list[P
         "WHERE e.bot_id = t.bot_id AND e.symbol = t.symbol",
         (bots, symbols),
     )
+    folded = _fold_self_reports(cur, reader, stored)
+    from_db |= folded.keys()  # their batch rows may be gone: rebuilt from what is stored
     fills_of: dict[Pair, list[tuple[int, str, _Fill]]] = {}
     for bot_id, symbol in pairs:
         if (bot_id, symbol) in from_db:
@@ -507,6 +529,64 @@ def _rebuild_pairs(cur: Any, reader: _FillReader, stored: _Stored, pairs: list[P
         "WHERE p.bot_id = u.bot_id AND p.symbol = u.symbol",
         tuple(list(column) for column in zip(*positions, strict=True)),
     )
+    return sum(folded.values())
+
+
+# Self-reports and the exchange's executions of an order, told apart as trading.record_fill
+# does (migration 0019); %% is psycopg2's literal %.
+_FOLD_SQL = """
+WITH links AS (
+    SELECT DISTINCT * FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[])
+        AS l(bot_id, symbol, link)
+), superseded AS (
+    SELECT f.id, (SELECT min(x.exec_id) FROM trading.fills x
+                   WHERE x.bot_id = f.bot_id AND x.symbol = f.symbol
+                     AND x.client_order_id = f.client_order_id
+                     AND x.exec_id NOT LIKE 'legacy:%%' AND x.order_id NOT LIKE 'synthetic:%%'
+                     AND x.source IS DISTINCT FROM 'tracker') AS by_exec_id
+      FROM trading.fills f JOIN links l
+        ON f.bot_id = l.bot_id AND f.symbol = l.symbol AND f.client_order_id = l.link
+     WHERE f.source IS NOT NULL
+       AND (f.exec_id LIKE 'legacy:%%' OR f.order_id LIKE 'synthetic:%%' OR f.source = 'tracker')
+), gone AS (
+    DELETE FROM trading.fills f USING superseded s
+     WHERE f.id = s.id AND s.by_exec_id IS NOT NULL
+    RETURNING f.*, s.by_exec_id
+)
+INSERT INTO audit.quarantined_fills (
+    id, bot_id, symbol, order_id, client_order_id, side, exec_price, exec_qty, exec_time,
+    close_reason, commission, created_at, exec_id, exec_type, source, reason, details)
+SELECT g.id, g.bot_id, g.symbol, g.order_id, g.client_order_id, g.side, g.exec_price,
+       g.exec_qty, g.exec_time, g.close_reason, g.commission, g.created_at, g.exec_id,
+       g.exec_type, g.source,
+       'superseded by the exchange''s execution ' || g.by_exec_id,
+       jsonb_build_object('superseded_by', g.by_exec_id, 'client_order_id', g.client_order_id,
+                          'caller', session_user::text, 'path', 'bulk ingest')
+  FROM gone g
+RETURNING bot_id, symbol
+"""
+
+
+def _fold_self_reports(cur: Any, reader: _FillReader, stored: _Stored) -> dict[Pair, int]:
+    """Step 3: move the self-reports of orders that also have an exchange execution stored
+    (either of the two may be the batch's) to ``audit.quarantined_fills``; per pair, how many.
+
+    Only the links of the batch's new fills are looked up (``idx_fills_client_id``): a batch
+    without links runs no query here.
+    """
+    trades, ids, inserted = reader.trades, stored.ids, stored.inserted
+    links = {
+        (trades[i].bot_id, trades[i].symbol, trades[i].client_order_id)
+        for i in reader.linked
+        if inserted is None or ids[i] in inserted
+    }
+    if not links:
+        return {}
+    cur.execute(_FOLD_SQL, tuple(list(column) for column in zip(*links, strict=True)))
+    folded: dict[Pair, int] = {}
+    for bot_id, symbol in cur.fetchall():
+        folded[bot_id, symbol] = folded.get((bot_id, symbol), 0) + 1
+    return folded
 
 
 def _insert_funding(cur: Any, funding: list[FillInput]) -> int:

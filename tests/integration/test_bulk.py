@@ -6,6 +6,8 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg2
@@ -16,8 +18,10 @@ from alpha_models.bulk import BulkResult
 from alpha_models.errors import ValidationError
 from alpha_models.inputs import FillInput
 from alpha_models.writepath import RECORD_FILL_SQL
+from tests.builders import T0, fill
 from tests.conftest import Database, Writer, make_writer
 from tests.integration.test_durability import assert_consistent, stream
+from tests.integration.test_self_reports import BOT, LINK, execution, self_report
 
 
 def _state(w: Writer) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
@@ -192,3 +196,107 @@ def test_rejected_fill_mid_batch_stores_nothing(other: Writer) -> None:
         other.path.ingest_bulk(batch())
     assert info.value.field == "bot_id"
     assert [_count(other, t) for t in ("fills", "position_entries", "positions")] == [0, 0, 0]
+
+
+# One execution, one row (step 3 of alpha_models.bulk): as record_fill, whichever came first.
+
+
+def _quarantined(w: Writer) -> list[tuple[object, ...]]:
+    with w.engine.connect() as conn:
+        rows = conn.execute(text("SELECT exec_id, reason FROM audit.quarantined_fills ORDER BY id"))
+        return [tuple(r) for r in rows]
+
+
+def _fills(w: Writer) -> list[tuple[object, ...]]:
+    with w.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT exec_id, bot_id, client_order_id, close_reason, source, exec_qty "
+                "FROM trading.fills ORDER BY exec_id"
+            )
+        )
+        return [tuple(r) for r in rows]
+
+
+def test_a_batch_folds_its_own_self_report(writer: Writer, other: Writer) -> None:
+    batch = [
+        self_report(at=1),
+        self_report(at=2, n=2, link="momentum_001:entry:other"),
+        execution("1", "ex-b1", at=3),
+    ]
+    _one_by_one(writer, batch)
+    result = other.path.ingest_bulk(batch)
+    assert (result.new, result.folded) == (3, 1)
+    assert _fills(other) == _fills(writer)
+    assert [row[0] for row in _fills(other)] == ["ex-b1", "momentum_001:SOLUSDT_2:entry"]
+    assert _state(other) == _state(writer)  # size 2: the report and its execution count once
+    assert _quarantined(other) == _quarantined(writer)
+
+
+def test_a_batch_execution_supersedes_a_stored_self_report(other: Writer) -> None:
+    other.path.record_fill(self_report(at=1))
+    result = other.path.ingest_bulk(
+        [execution("0.4", "ex-b2", at=2), execution("0.6", "ex-b3", at=3)]
+    )
+    assert (result.new, result.folded, result.staged) == (2, 1, False)
+    assert [(e, q) for e, *_, q in _fills(other)] == [
+        ("ex-b2", Decimal("0.4")),
+        ("ex-b3", Decimal("0.6")),
+    ]
+    assert _state(other)[1] == [
+        (
+            "momentum_001",
+            "SOLUSDT",
+            "Buy",
+            Decimal("1"),
+            Decimal("100.2"),
+            T0 + timedelta(seconds=3),
+        )
+    ]
+    assert [e for e, _ in _quarantined(other)] == ["momentum_001:SOLUSDT_1:entry"]
+
+
+def test_a_batch_self_report_of_a_stored_execution_is_not_counted(
+    writer: Writer, other: Writer
+) -> None:
+    for w in (writer, other):
+        w.path.record_fill(execution("1", "ex-b4", at=1))
+    writer.path.record_fill(self_report(at=2))  # a duplicate: not stored
+    result = other.path.ingest_bulk([self_report(at=2)])  # stored, then moved at once
+    assert (result.new, result.folded) == (1, 1)
+    assert _fills(other) == _fills(writer)
+    assert _state(other) == _state(writer)
+    assert "ex-b4" in str(_quarantined(other)[0][1])
+
+
+def test_staged_reattribution_matches_record_fill(writer: Writer, other: Writer) -> None:
+    """An 'unknown' copy (no link) re-attributed by a batch gets the link and reason too."""
+    unknown = fill(
+        "Buy",
+        "1",
+        "100",
+        bot_id="unknown",
+        symbol="SOLUSDT",
+        exec_id="ex-b5",
+        source="listener",
+        at=1,
+    )
+    attributed = fill(
+        "Buy",
+        "1",
+        "100",
+        bot_id=BOT,
+        symbol="SOLUSDT",
+        exec_id="ex-b5",
+        source="listener",
+        client_order_id=LINK,
+        close_reason="",
+        at=1,
+    )
+    for w in (writer, other):
+        w.path.record_fill(unknown)
+    writer.path.record_fill(attributed)
+    assert other.path.ingest_bulk([attributed]).staged is True
+    assert _fills(other) == _fills(writer)
+    assert _fills(other)[0][:3] == ("ex-b5", BOT, LINK)
+    assert _state(other) == _state(writer)
