@@ -24,6 +24,10 @@ hook                          what is stored
                               a ``strategy_trades`` row with the signal price, size,
                               notional, entry time and the SL/TP/trailing levels.
 :meth:`on_cooldown`           ``asset_cooldowns[asset]``: its end time, on that trade.
+:meth:`on_cross_counts`       ``daily_cross_count`` after ``detect_price_ema_crosses`` or
+                              ``reset_daily_cross_counts`` changed it: an
+                              ``audit.system_events`` row (``daily_cross_count``, the UTC
+                              day and the counts).
 :meth:`on_position_closed`    the pre-close snapshot, bar price, exit reason and the
                               (usually discarded) ``close_position`` result.
 :meth:`on_equity`             ``walletBalance``: ``bots.current_equity`` and the day's
@@ -49,7 +53,10 @@ five keys) and ``asset_cooldowns`` from Redis, or from PostgreSQL when Redis is 
 older than the last write, plus whatever the spool still holds. The exchange is the judge of
 whether a position exists; the database gives back what the exchange does not know: the
 signal entry price, the original entry time (so the 24 h limit does not restart), the
-notional and the cooldown.
+notional and the cooldown; and ``daily_cross_count`` as last recorded on the current UTC day
+(so the 12-crosses-a-day limit is not bypassed). A restart in the minute between midnight
+and the strategy's daily reset (first bar >= 00:01) can give back the previous day's count,
+which the strategy (``last_daily_reset`` = today) then keeps until the next reset.
 
 Wiring (``scripts/start_trading.py``, 3 lines; see :meth:`attach`)::
 
@@ -177,6 +184,7 @@ class StrategyEngine(Protocol):
 
     asset_positions: dict[str, dict[str, Any]]
     asset_cooldowns: dict[str, dict[str, Any] | None]
+    # ``daily_cross_count`` (asset -> int) is restored too when the engine has it.
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,12 +194,14 @@ class RestoreReport:
     ``source``: where the trade records came from (``redis``, ``postgres``, ``spool`` when
     only the local spool answered, ``none``, ``error``); ``actions``: asset -> one of
     ``restored``, ``restored_exchange_unknown``, ``adopted``, ``closed_while_down``,
-    ``foreign_long``, ``flat``, ``unchanged``; ``cooldowns``: asset -> end time restored.
+    ``foreign_long``, ``flat``, ``unchanged``; ``cooldowns``: asset -> end time restored;
+    ``cross_counts``: asset -> today's ``daily_cross_count`` restored.
     """
 
     source: str
     actions: dict[str, str] = field(default_factory=dict)
     cooldowns: dict[str, datetime] = field(default_factory=dict)
+    cross_counts: dict[str, int] = field(default_factory=dict)
     pending_records: int = 0
 
 
@@ -352,6 +362,7 @@ class ShortSellerAdapter:
         self._close_results: dict[str, Any] = {}  # symbol -> last close_position result
         self._synced: dict[str, Mapping[str, Any]] = {}  # asset -> exchange position
         self._retry_links: dict[tuple[str, str, bool], tuple[float, str]] = {}
+        self._crosses_seen: dict[str, int] | None = None  # last daily_cross_count recorded
         self._positions_failed = False
         self._heartbeat_at: datetime | None = None
         self._cond = threading.Condition()
@@ -897,6 +908,29 @@ class ShortSellerAdapter:
 
         return self._guard("cooldown", run)
 
+    def on_cross_counts(
+        self, counts: Mapping[str, Any], *, at: datetime | None = None
+    ) -> HookOutcome:
+        """``daily_cross_count`` changed (a cross, or the daily reset): record it, with the
+        UTC day, for :meth:`restore`."""
+
+        def run() -> HookOutcome:
+            if not isinstance(counts, Mapping):
+                raise ValidationError("daily_cross_count", counts, "expected asset -> count")
+            checked: dict[str, int] = {}
+            for asset, value in counts.items():
+                name = self._asset(asset)
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValidationError("daily_cross_count", value, "expected a count >= 0")
+                checked[name] = value
+            moment = _now(at)
+            details = {"day": store.day_of(moment).isoformat(), "counts": checked}
+            return self._event(
+                store.CROSS_COUNT_EVENT, "INFO", "daily cross counts", details, at=moment
+            )
+
+        return self._guard("cross counts", run)
+
     def on_position_closed(
         self,
         asset: str,
@@ -1056,7 +1090,8 @@ class ShortSellerAdapter:
         """Wrap (original first, then notify) ``system.bybit_client``'s ``place_order``,
         ``close_position``, ``get_account_balance``, ``get_positions`` and
         ``system.strategy_engine``'s ``update_position``, ``should_exit_position``,
-        ``apply_trade_execution_cooldown``. ``place_order`` gets an ``order_link_id`` when
+        ``apply_trade_execution_cooldown``, ``detect_price_ema_crosses`` and
+        ``reset_daily_cross_counts``. ``place_order`` gets an ``order_link_id`` when
         it accepts one (retries of a failed call reuse it: Bybit refuses a duplicate, so a
         timed-out but accepted order is never placed twice). Never raises."""
         try:
@@ -1079,6 +1114,8 @@ class ShortSellerAdapter:
             "apply_trade_execution_cooldown",
             functools.partial(self._around_cooldown, engine),
         )
+        for name in ("detect_price_ema_crosses", "reset_daily_cross_counts"):
+            self._wrap(engine, name, functools.partial(self._around_crosses, engine))
 
     def _wrap(self, obj: Any, name: str, around: Callable[..., Any]) -> None:
         original = getattr(obj, name, None)
@@ -1248,6 +1285,26 @@ class ShortSellerAdapter:
             log.exception("shortseller adapter: cooldown not observed")
         return result
 
+    def _around_crosses(
+        self,
+        engine: Any,
+        original: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """After a call that may change ``daily_cross_count``: record it if it did."""
+        result = original(*args, **kwargs)
+        try:
+            counts = getattr(engine, "daily_cross_count", None)
+            if isinstance(counts, Mapping):
+                now = {a: counts[a] for a in self.assets if a in counts}
+                if now != self._crosses_seen:
+                    self._crosses_seen = dict(now)
+                    self.on_cross_counts(now)
+        except Exception:
+            log.exception("shortseller adapter: daily cross counts not observed")
+        return result
+
     # -- E3: restart recovery ------------------------------------------------------------
     def restore(
         self,
@@ -1296,8 +1353,41 @@ class ShortSellerAdapter:
             if until is not None and until > now:
                 engine.asset_cooldowns[asset] = _cooldown_entry(until)
                 report.cooldowns[asset] = until
+        self._restore_cross_counts(engine, now, pending, report)
         log.info("shortseller adapter: restored from %s: %s", source, report.actions)
         return report
+
+    def _restore_cross_counts(
+        self, engine: Any, now: datetime, pending: list[SpoolEntry], report: RestoreReport
+    ) -> None:
+        """Today's last recorded ``daily_cross_count`` (the spool is newer than PostgreSQL)."""
+        counts = getattr(engine, "daily_cross_count", None)
+        if not isinstance(counts, dict):
+            return
+        day = store.day_of(now).isoformat()
+        stored: Mapping[str, Any] | None = None
+        for entry in pending:
+            record = entry.record
+            data = record.get("data") or {}
+            details = data.get("details") or {}
+            if (
+                record.get("kind") == "event"
+                and (data.get("params") or {}).get("event_type") == store.CROSS_COUNT_EVENT
+                and details.get("day") == day
+            ):
+                stored = details.get("counts")
+        if stored is None:
+            try:
+                with self.engine.connect() as conn:
+                    stored = store.latest_cross_counts(conn, self.bot_id, day, now)
+                    conn.rollback()
+            except DBAPIError as exc:
+                log.warning("shortseller adapter: cross counts not restored: %s", _first_line(exc))
+        for asset, value in (stored or {}).items():
+            if asset in counts and isinstance(value, int) and not isinstance(value, bool):
+                counts[asset] = max(int(counts[asset] or 0), value)
+                report.cross_counts[asset] = counts[asset]
+        self._crosses_seen = {a: counts[a] for a in self.assets if a in counts}
 
     def _restore_asset(
         self,

@@ -257,6 +257,25 @@ def record_event(conn: Connection, params: Mapping[str, Any], details: Mapping[s
     conn.execute(_EVENT, {**params, "details": _details(details)})
 
 
+#: ``audit.system_events.event_type`` of the strategy's ``daily_cross_count`` (details: the
+#: UTC ``day`` and ``counts``, asset -> int).
+CROSS_COUNT_EVENT: Final = "daily_cross_count"
+_CROSS_COUNTS: Final = text(
+    "SELECT details -> 'counts' FROM audit.system_events WHERE bot_id = :bot_id "
+    "AND event_type = :event_type AND details ->> 'day' = :day AND event_time <= :as_of "
+    "ORDER BY event_time DESC, id DESC LIMIT 1"
+)
+
+
+def latest_cross_counts(
+    conn: Connection, bot_id: str, day: str, as_of: datetime
+) -> dict[str, Any] | None:
+    """The counts last recorded for the UTC ``day`` (ISO date) by ``as_of``; None if none."""
+    params = {"bot_id": bot_id, "event_type": CROSS_COUNT_EVENT, "day": day, "as_of": as_of}
+    value = conn.execute(_CROSS_COUNTS, params).scalar()
+    return dict(value) if isinstance(value, dict) else None
+
+
 @dataclass(frozen=True, slots=True)
 class TradeState:
     """The newest trade of one symbol, as restore needs it (the strategy's own values)."""

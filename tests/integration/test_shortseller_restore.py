@@ -18,7 +18,7 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from adapters.shortseller import RestoreReport, ShortSellerAdapter
+from adapters.shortseller import HookOutcome, RestoreReport, ShortSellerAdapter
 from alpha_models.devstack import DevStack
 from alpha_models.shortseller_replay import (
     ReplayEngine,
@@ -290,3 +290,86 @@ def test_restore_while_postgres_is_down_uses_redis_and_the_spool(
     got = stores.snapshot()
     for key in ("positions", "realized", "fills_stored", "funding_total"):
         assert got[key] == wanted[key], key
+
+
+# daily_cross_count: the 12-crosses-a-day entry limit survives a restart (SHORTSELLER.md §4).
+
+
+class CrossingEngine:
+    """The strategy engine's cross bookkeeping: +1 per cross, zeroed by the daily reset."""
+
+    def __init__(self) -> None:
+        self.asset_positions: dict[str, dict[str, Any]] = {
+            a: {
+                "in_position": False,
+                "entry_price": 0,
+                "asset_amount": 0,
+                "leveraged_value": 0,
+                "entry_time": None,
+            }
+            for a in ("BTC", "ETH", "SOL")
+        }
+        self.asset_cooldowns: dict[str, Any] = dict.fromkeys(self.asset_positions)
+        self.daily_cross_count = dict.fromkeys(self.asset_positions, 0)
+
+    def detect_price_ema_crosses(self, market_data: Any) -> list[Any]:
+        self.daily_cross_count[market_data] += 1
+        return []
+
+    def reset_daily_cross_counts(self) -> None:
+        self.daily_cross_count = dict.fromkeys(self.daily_cross_count, 0)
+
+
+@dataclass
+class System:
+    strategy_engine: CrossingEngine
+    bybit_client: object = field(default_factory=object)
+
+
+def restarted(stores: Stores, at: datetime | None = None) -> tuple[CrossingEngine, RestoreReport]:
+    adapter = ShortSellerAdapter(stores.settings)
+    engine = CrossingEngine()
+    report = adapter.restore(engine, exchange_positions=[], at=at)
+    adapter.close()
+    return engine, report
+
+
+def test_the_days_cross_counts_survive_a_restart(stores: Stores) -> None:
+    adapter = ShortSellerAdapter(stores.settings)
+    system = System(CrossingEngine())
+    adapter.attach(system)
+    for asset in ("BTC", "BTC", "ETH", "BTC"):
+        system.strategy_engine.detect_price_ema_crosses(asset)
+    assert adapter.flush(30)
+    adapter.close()
+    engine, report = restarted(stores)
+    assert engine.daily_cross_count == {"BTC": 3, "ETH": 1, "SOL": 0}
+    assert report.cross_counts == {"BTC": 3, "ETH": 1, "SOL": 0}
+    with stores.engine.connect() as conn:  # one row per change, not per call
+        rows = conn.execute(
+            text("SELECT count(*) FROM audit.system_events WHERE event_type = 'daily_cross_count'")
+        ).scalar_one()
+    assert rows == 4
+
+
+def test_cross_counts_of_another_day_or_before_the_reset_are_not_restored(stores: Stores) -> None:
+    day1 = datetime.fromisoformat("2025-10-04T10:00:00+00:00")
+    day2 = datetime.fromisoformat("2025-10-05T00:00:40+00:00")
+    adapter = ShortSellerAdapter(stores.settings)
+    adapter.on_cross_counts({"BTC": 5, "ETH": 2, "SOL": 0}, at=day1)
+    adapter.on_cross_counts({"BTC": 6, "ETH": 2, "SOL": 0}, at=day2)  # before the reset
+    adapter.on_cross_counts({"BTC": 0, "ETH": 0, "SOL": 0}, at=day2.replace(minute=1))
+    assert adapter.flush(30)
+    adapter.close()
+    assert restarted(stores, day1.replace(hour=23))[0].daily_cross_count["BTC"] == 5
+    assert restarted(stores, day2.replace(hour=2))[0].daily_cross_count == dict.fromkeys(
+        ("BTC", "ETH", "SOL"), 0
+    )
+
+
+@pytest.mark.parametrize("counts", [{"BTC": -1}, {"BTC": True}, {"BTC": 1.5}, {"DOGE": 1}, [3]])
+def test_bad_cross_counts_are_rejected(stores: Stores, counts: Any) -> None:
+    adapter = ShortSellerAdapter(stores.settings, start=False)
+    assert adapter.on_cross_counts(counts) is HookOutcome.REJECTED
+    assert adapter.pending() == 0
+    adapter.abort()
