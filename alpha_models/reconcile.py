@@ -1782,6 +1782,24 @@ _FUNDING_PARAMS: Final = (
 )
 
 
+def _put_back(
+    conn: Connection, quarantined: Mapping[str, Any], *, funding: bool
+) -> tuple[int | None, str, str]:
+    """Insert a quarantined row again as the write path does: ``(new id or None, outcome,
+    table)``, outcome ``duplicate`` when its ``exec_id`` is stored again meanwhile."""
+    if funding:
+        new_id = conn.execute(
+            _RESTORE_FUNDING, {k: quarantined[k] for k in _FUNDING_PARAMS}
+        ).scalar()
+        return new_id, "new" if new_id is not None else "duplicate", "trading.funding_settlements"
+    if quarantined["bot_id"] != UNKNOWN_BOT:
+        conn.execute(
+            _LOCK_POSITION, {"bot": quarantined["bot_id"], "symbol": quarantined["symbol"]}
+        )
+    recorded = conn.execute(_RESTORE_FILL, {k: quarantined[k] for k in _FILL_PARAMS}).one()
+    return recorded.fill_id, str(recorded.outcome), "trading.fills"
+
+
 def restore_quarantined(
     engine: Engine,
     exec_id: str,
@@ -1805,46 +1823,25 @@ def restore_quarantined(
     try:
         with engine.begin() as conn:
             _check_schema(conn)
-            funding = False
-            row = (
-                conn.execute(
-                    text(_QUARANTINED.format(table=QUARANTINE_TABLES[False])),
-                    {"exec_id": exec_id},
-                )
-                .mappings()
-                .first()
-            )
-            if row is None:
-                funding = True
+            for funding in (False, True):  # a fill first, as the exec_id most likely is
                 row = (
                     conn.execute(
-                        text(_QUARANTINED.format(table=QUARANTINE_TABLES[True])),
+                        text(_QUARANTINED.format(table=QUARANTINE_TABLES[funding])),
                         {"exec_id": exec_id},
                     )
                     .mappings()
                     .first()
                 )
-            if row is None:
+                if row is not None:
+                    break
+            else:
                 raise ValidationError(
                     "exec_id", exec_id, "no quarantined fill or funding settlement has it"
                 )
             quarantined = dict(row)
             bot_id, symbol = quarantined["bot_id"], quarantined["symbol"]
             snapshots: list[PositionSnapshot] = []
-            if funding:
-                new_id = conn.execute(
-                    _RESTORE_FUNDING, {k: quarantined[k] for k in _FUNDING_PARAMS}
-                ).scalar()
-                outcome = "new" if new_id is not None else "duplicate"
-                table = "trading.funding_settlements"
-            else:
-                if bot_id != UNKNOWN_BOT:
-                    conn.execute(_LOCK_POSITION, {"bot": bot_id, "symbol": symbol})
-                recorded = conn.execute(
-                    _RESTORE_FILL, {k: quarantined[k] for k in _FILL_PARAMS}
-                ).one()
-                new_id, outcome = recorded.fill_id, str(recorded.outcome)
-                table = "trading.fills"
+            new_id, outcome, table = _put_back(conn, quarantined, funding=funding)
             if outcome == "duplicate":
                 raise ValidationError(
                     "exec_id",
