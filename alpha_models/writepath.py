@@ -39,6 +39,7 @@ from alpha_models.db import translate_error
 from alpha_models.errors import (
     AlphaModelsError,
     CacheUnavailableError,
+    ConfigurationError,
     DatabaseUnavailableError,
     SchemaBehindError,
     ValidationError,
@@ -90,6 +91,10 @@ RECORD_FILL_SQL = (
     "SELECT * FROM trading.record_fill(%(exec_id)s, %(bot_id)s, %(symbol)s, %(order_id)s, "
     "%(client_order_id)s, %(side)s, %(exec_price)s, %(exec_qty)s, %(exec_time)s, "
     "%(close_reason)s, %(commission)s, %(exec_type)s, %(source)s)"
+)
+
+ROW_SECURITY_SQL = text(
+    "SELECT row_security_active('trading.fills') OR row_security_active('trading.position_entries')"
 )
 
 RECORD_FUNDING_SQL = (
@@ -412,6 +417,11 @@ class WritePath:
         (it is idempotent). ``fills`` is consumed while it is sent: a fill with an unknown
         bot (or any exception from ``fills``) rolls the whole batch back and is raised. The
         Redis cache is rebuilt for the touched bots afterwards.
+
+        It needs a role that row security does not apply to (the owner, as for imports):
+        PostgreSQL refuses ``COPY`` into a table under row security. Under a bot's or the
+        listener's role it raises :class:`~alpha_models.errors.ConfigurationError` before
+        reading ``fills``; :meth:`record_fills` works for every role.
         """
         bots: set[str] = set()
 
@@ -425,7 +435,13 @@ class WritePath:
         try:
             with self.engine.connect() as conn:
                 self._check_schema(conn)
+                secured = conn.execute(ROW_SECURITY_SQL).scalar()
                 conn.rollback()
+            if secured:
+                raise ConfigurationError(
+                    "bulk ingest needs a role without row security (the owner): PostgreSQL "
+                    "refuses COPY under row security; use record_fills under this role"
+                )
             result = ingest_bulk(self.engine, checked())
         except DBAPIError as exc:
             raise translate_error(exc, self.settings) from None

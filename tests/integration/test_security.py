@@ -708,3 +708,27 @@ def test_role_names_are_checked_before_they_reach_sql(sdb: Database) -> None:
         with pytest.raises(ValidationError, match="password"):
             roles.set_login_password(conn, "fine_name", "short")
     engine.dispose()
+
+
+def test_bulk_ingest_under_a_bot_role_is_refused_up_front_and_record_fills_works(
+    sdb: Database, logins: Logins, tmp_path: Path
+) -> None:
+    """PostgreSQL refuses COPY under row security: a typed error before any fill is read,
+    nothing written; one by one, the same fills are stored."""
+    wp = write_path(logins, sdb, "shortseller", tmp_path, False)
+    fills = [fill("Sell", "0.02"), fill("Buy", "0.01")]
+    read: list[Any] = []
+
+    def batch() -> Iterator[Any]:
+        for f in fills:
+            read.append(f)
+            yield f
+
+    with pytest.raises(ConfigurationError, match="row security"):
+        wp.ingest_bulk(batch())
+    assert read == []
+    assert owner_rows(sdb, "SELECT count(*) FROM trading.fills") == [(0,)]
+    assert [r.outcome for r in wp.record_fills(fills)] == [Outcome.NEW, Outcome.NEW]
+    wp.close()
+    wp.engine.dispose()
+    assert owner_rows(sdb, "SELECT size FROM trading.positions") == [(Decimal("0.01"),)]
