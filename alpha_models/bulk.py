@@ -45,11 +45,9 @@ time (``benchmarks/bench_writepath.py`` prints that bound).
 
 from __future__ import annotations
 
-import gc
 import operator
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -60,6 +58,7 @@ import psycopg2.errors
 from sqlalchemy.engine import Engine
 
 from alpha_models.inputs import UNKNOWN_BOT, ExecType, FillInput
+from alpha_models.pnl import gc_paused
 
 _Q8 = Decimal("1E-8")
 _ZERO = Decimal(0)
@@ -310,7 +309,9 @@ def ingest_bulk(engine: Engine, fills: Iterable[FillInput]) -> BulkResult:
     fill) rolls the whole batch back and is re-raised as is.
     """
     reader = _FillReader(fills)
-    with _gc_paused():
+    # A batch keeps a few tracked objects per fill alive; a full collection would walk them
+    # all again (up to a second per 200,000 fills) and find nothing.
+    with gc_paused():
         raw = engine.raw_connection()
         try:
             cur = raw.cursor()
@@ -329,23 +330,6 @@ def ingest_bulk(engine: Engine, fills: Iterable[FillInput]) -> BulkResult:
     return BulkResult(
         reader.received, new, duplicate, funding_new, len(pairs), stored.staged, folded
     )
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused for the call (restored after).
-
-    A batch keeps a few tracked objects per fill alive and makes no reference cycles, so a
-    collection finds nothing, but each full one walks every object again: up to a second
-    per 200,000 fills, all CPU taken from the server on a busy machine.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _store_fills(raw: Any, cur: Any, reader: _FillReader) -> _Stored:

@@ -54,7 +54,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
-import gc
 import logging
 import multiprocessing
 import os
@@ -64,7 +63,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import (
@@ -94,6 +93,7 @@ from alpha_models.pnl import (
     PnlFill,
     PositionState,
     SortedFifo,
+    gc_paused,
     make_trade_id,
     position_state,
     unrealized_pnl,
@@ -564,17 +564,6 @@ def _parse_chunk(chunks: list[bytes], out: list[PnlFill]) -> None:
 # own text (the same type, printed in the same session settings), strings escaped as COPY
 # escapes them. The line is what is written, and comparing it with the printed stored row
 # tells whether that row changes, without a round trip through the database.
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 _TEXT_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -1056,7 +1045,7 @@ def _worker_main(jobs: Any, inbox: Any) -> None:
     import psycopg2  # in the worker only
 
     try:
-        with _gc_paused():
+        with gc_paused():
             conn = psycopg2.connect(job.dsn)
             try:
                 conn.set_session(readonly=True, isolation_level="REPEATABLE READ")
@@ -1573,7 +1562,7 @@ def _rebuild(
         shares = [tuple(group) for group in groups]
         clock.lap("count")
 
-        with _gc_paused():
+        with gc_paused():
             inbox: queue.Queue[Any] = queue.Queue(_AHEAD)
             writer = _Writer(wcur, len(shares), inbox, ordered=ordered)
             if crew is not None and len(shares) > 1:
