@@ -44,27 +44,7 @@ def snapshot(engine: Engine) -> tuple[list[dict[str, Any]], int]:
 
 def insert_raw_fill(engine: Engine, **values: Any) -> None:
     """A fills row written without the write path (legacy rows, other writers)."""
-    row = {
-        "exec_id": values.pop("exec_id"),
-        "bot_id": SS,
-        "symbol": "BTCUSDT",
-        "order_id": "o",
-        "client_order_id": "",
-        "close_reason": None,
-        "commission": D(0),
-        "exec_type": "Trade",
-        **values,
-    }
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO trading.fills (exec_id, bot_id, symbol, order_id, client_order_id, "
-                "side, exec_price, exec_qty, exec_time, close_reason, commission, exec_type) "
-                "VALUES (:exec_id, :bot_id, :symbol, :order_id, :client_order_id, :side, "
-                ":exec_price, :exec_qty, :exec_time, :close_reason, :commission, :exec_type)"
-            ),
-            row,
-        )
+    insert_raw_fills(engine, [values])
 
 
 def test_short_round_trip_is_stored_as_a_short_with_fees_on_both_legs(writer: Writer) -> None:

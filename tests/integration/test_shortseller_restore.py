@@ -35,6 +35,7 @@ from tests.integration.test_shortseller_replay import (
     oracle,
     trace,
 )
+from tests.unit.test_shortseller_mapping import FakeEngine
 
 DEPLOY, CRASH = 189, 228  # seq of the two restart markers
 MEMORY_KEYS = ("in_position", "entry_price", "asset_amount", "leveraged_value", "entry_time")
@@ -295,21 +296,11 @@ def test_restore_while_postgres_is_down_uses_redis_and_the_spool(
 # daily_cross_count: the 12-crosses-a-day entry limit survives a restart (SHORTSELLER.md §4).
 
 
-class CrossingEngine:
+class CrossingEngine(FakeEngine):
     """The strategy engine's cross bookkeeping: +1 per cross, zeroed by the daily reset."""
 
     def __init__(self) -> None:
-        self.asset_positions: dict[str, dict[str, Any]] = {
-            a: {
-                "in_position": False,
-                "entry_price": 0,
-                "asset_amount": 0,
-                "leveraged_value": 0,
-                "entry_time": None,
-            }
-            for a in ("BTC", "ETH", "SOL")
-        }
-        self.asset_cooldowns: dict[str, Any] = dict.fromkeys(self.asset_positions)
+        super().__init__()
         self.daily_cross_count = dict.fromkeys(self.asset_positions, 0)
 
     def detect_price_ema_crosses(self, market_data: Any) -> list[Any]:
