@@ -917,6 +917,18 @@ class _Run:
         self.eq = self.en = self.ef = self.xq = self.xn = self.xf = self.gross = _ZERO
         self.ne = self.nx = 0
 
+    def open(self, buy: bool, price: Decimal, qty: Decimal, fee: Decimal, ref: Any) -> None:
+        """Start a round trip (the pair is flat, or just flipped) with one entry lot."""
+        self.side = buy
+        self.lots.append([price, qty, qty, fee, None, ref])
+        self.first = ref
+        self.eq = qty
+        self.en = price * qty
+        self.ef = fee
+        self.xq = self.xn = self.xf = self.gross = _ZERO
+        self.ne = 1
+        self.nx = 0
+
     def totals(self, key: Any, side: bool, last: Any) -> ClosedTrip:
         """The open trip's totals, as closed by the fill ``last`` (None: still open)."""
         return (
@@ -993,15 +1005,7 @@ class SortedFifo:
                 run = runs[key] = _Run()
             side = run.side
             if side is None:  # flat: a new round trip
-                run.side = buy
-                run.lots.append([price, qty, qty, fee, None, ref])
-                run.first = ref
-                run.eq = qty
-                run.en = price * qty
-                run.ef = fee
-                run.xq = run.xn = run.xf = run.gross = zero
-                run.ne = 1
-                run.nx = 0
+                run.open(buy, price, qty, fee, ref)
                 continue
             if side is buy:  # scale in
                 run.lots.append([price, qty, qty, fee, None, ref])
@@ -1074,15 +1078,7 @@ class SortedFifo:
                     fee_left -= rnd.divide(fee * q, qty).quantize(_Q8, context=rnd)
             run.xf += fee - fee_left
             emit(run.totals(key, side, ref))
-            run.side = buy
-            lots.append([price, remaining, remaining, fee_left, None, ref])
-            run.first = ref
-            run.eq = remaining
-            run.en = price * remaining
-            run.ef = fee_left
-            run.xq = run.xn = run.xf = run.gross = zero
-            run.ne = 1
-            run.nx = 0
+            run.open(buy, price, remaining, fee_left, ref)
 
     def open_runs(self) -> list[OpenRun]:
         """The pairs that are not flat, in first-seen order, with their open trip and lots."""
